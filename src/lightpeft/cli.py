@@ -1,0 +1,148 @@
+"""`lightpeft` command line: parse flags (and an optional YAML/JSON config) into the dataclasses, call the API.
+
+    lightpeft run      --output_dir runs/rt [--compare_vanilla]      estimate -> plan -> prune -> train
+    lightpeft estimate --output_dir runs/est                          masks + LoRA importance only
+    lightpeft plan     --estimate_dir runs/est --plan_path p.json     a new plan from an estimate, no training
+    lightpeft train    --output_dir runs/t [--plan_path p.json --estimate_dir runs/est]   (no plan: vanilla PEFT)
+
+Every subcommand takes `--config FILE.yaml|json`; flags given on the command line override the file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import yaml
+from transformers import HfArgumentParser
+
+from .config import (DataConfig, EstimateConfig, LightPeftTrainingArguments, ModelConfig, PeftSettings, PlanConfig,
+                     RunOptions)
+from .errors import LightPeftError
+
+COMMANDS = {
+    "run": (ModelConfig, DataConfig, PeftSettings, EstimateConfig, PlanConfig, RunOptions, LightPeftTrainingArguments),
+    "estimate": (ModelConfig, DataConfig, PeftSettings, EstimateConfig, RunOptions, LightPeftTrainingArguments),
+    "plan": (PlanConfig, RunOptions),
+    "train": (ModelConfig, DataConfig, PeftSettings, RunOptions, LightPeftTrainingArguments),
+}
+
+
+def read_config_file(path: str) -> dict:
+    file = Path(path)
+    if not file.is_file():
+        raise LightPeftError(f"config file {path} does not exist; pass an existing YAML or JSON file to --config")
+    try:
+        data = json.loads(file.read_text()) if file.suffix == ".json" else yaml.safe_load(file.read_text())
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise LightPeftError(f"config file {path} is not valid YAML/JSON ({str(err).splitlines()[0]}); fix it") from None
+    if not isinstance(data, dict):
+        raise LightPeftError(f"config file {path} must hold a mapping of flag names to values")
+    return data
+
+
+def parse(command: str, argv: list[str]):
+    """Dataclasses for `command` from argv; `--config FILE` supplies defaults that flags override."""
+    parser = HfArgumentParser(COMMANDS[command], prog=f"lightpeft {command}")
+    parser.add_argument("--config", default=None, help="YAML or JSON file of flag values (flags override it).")
+    config_path = _pop_config(argv)
+    if config_path:
+        values = read_config_file(config_path)
+        known = {action.dest for action in parser._actions}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise LightPeftError(f"config file {config_path} has unknown keys: {', '.join(unknown)}; "
+                                 f"see `lightpeft {command} --help`")
+        parser.set_defaults(**values)
+    *configs, _rest = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True)
+    if _rest:
+        raise LightPeftError(f"unknown arguments {' '.join(_rest)}; see `lightpeft {command} --help`")
+    return configs
+
+
+def _pop_config(argv: list[str]) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            path = argv[i + 1]
+            del argv[i : i + 2]
+            return path
+        if arg.startswith("--config="):
+            del argv[i]
+            return arg.split("=", 1)[1]
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print(__doc__.strip())
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"\nerror: unknown command {argv[0]!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
+            return 2
+        return 0
+    logging.basicConfig(level=logging.INFO, format="lightpeft: %(message)s")
+    command, rest = argv[0], argv[1:]
+    try:
+        configs = parse(command, rest)
+        return HANDLERS[command](*configs)
+    except LightPeftError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+def _run(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, options, args) -> int:
+    from .pipeline import run
+
+    summary = run(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, args, options)
+    print(summary["summary_table"])
+    print(f"\nrun directory: {args.output_dir}")
+    return 0
+
+
+def _estimate(model_cfg, data_cfg, peft_cfg, est_cfg, options, args) -> int:
+    from .pipeline import estimate
+
+    result = estimate(model_cfg, data_cfg, peft_cfg, est_cfg, args, overwrite=options.overwrite_output_dir)
+    stats = result.meta["stats"]
+    print(f"estimate: {result.meta['steps']} steps in {stats['seconds']:.1f}s -> {args.output_dir}")
+    return 0
+
+
+def _plan(plan_cfg, options) -> int:
+    from .pipeline import make_plan
+    from .report import markdown_table
+
+    if not options.estimate_dir or not options.plan_path:
+        raise LightPeftError("`lightpeft plan` needs --estimate_dir DIR and --plan_path OUT.json")
+    out = Path(options.plan_path)
+    if out.exists() and not options.overwrite_output_dir:
+        raise LightPeftError(f"{out} already exists; pass --overwrite_output_dir or another --plan_path")
+    plan = make_plan(options.estimate_dir, plan_cfg)
+    plan.save(out)
+    print(markdown_table(["count", "value"], [[k, v] for k, v in plan.counts.items()]))
+    print(f"\nplan: {out}")
+    return 0
+
+
+def _train(model_cfg, data_cfg, peft_cfg, options, args) -> int:
+    from .pipeline import train
+
+    if options.estimate_dir and not options.plan_path:
+        raise LightPeftError("--estimate_dir needs a --plan_path to prune with (make one with `lightpeft plan`)")
+    summary = train(model_cfg, data_cfg, peft_cfg, args, plan=options.plan_path, estimate=options.estimate_dir,
+                    overwrite=options.overwrite_output_dir)
+    print(f"{summary['kind']}: best {summary['metric']} {summary['best_metric']:.4f}, final "
+          f"{summary['final_metric']:.4f}, trainable params {summary['trainable_params']:,}, "
+          f"train {summary['train_seconds_excluding_eval']:.1f}s -> {args.output_dir}")
+    return 0
+
+
+HANDLERS = {"run": _run, "estimate": _estimate, "plan": _plan, "train": _train}
+
+if __name__ == "__main__":
+    sys.exit(main())

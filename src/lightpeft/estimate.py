@@ -1,0 +1,173 @@
+"""The estimation stage: a short joint run of gates (L1) and LoRA on many linears, and its artifact.
+
+Estimate directory (safetensors + JSON, no pickles):
+  estimate.json            schema version, base fingerprint, model dims, LoRA settings, module names, steps, stats
+  masks.safetensors        `head` (layers, heads), `ffn` (layers, ffn neurons): final gate values
+  importance.safetensors   `module` (modules,), `rank` (modules, r): window means
+  peft_weights.safetensors estimated LoRA + task-head weights (canonical names, see peft_modules)
+  masks.png                gate values per layer
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from . import arch, masks
+from .config import EstimateConfig, PeftSettings
+from .errors import LightPeftError
+from .importance import ImportanceTracker
+from .io import atomic_path
+from .peft_modules import export_state, wrap_with_lora
+from .training import EstimationTrainer, estimation_args, make_trainer, measured
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+META_FILE = "estimate.json"
+TENSOR_FILES = ("masks.safetensors", "importance.safetensors", "peft_weights.safetensors")
+
+
+@dataclass
+class Estimate:
+    """Everything planning and efficient training need from estimation."""
+
+    meta: dict  # see module docstring
+    head_masks: torch.Tensor  # (layers, heads)
+    ffn_masks: torch.Tensor  # (layers, ffn)
+    module_names: list[str]
+    module_importance: torch.Tensor  # (modules,)
+    rank_importance: torch.Tensor  # (modules, r)
+    peft_state: dict[str, torch.Tensor] = field(repr=False)
+
+    @property
+    def fingerprint(self) -> str:
+        return self.meta["base_fingerprint"]
+
+    def save(self, directory: str | Path) -> None:
+        """Write atomically: the directory appears complete or not at all."""
+        with atomic_path(directory) as tmp:
+            tmp.mkdir()
+            save_file({"head": self.head_masks.contiguous(), "ffn": self.ffn_masks.contiguous()},
+                      tmp / "masks.safetensors")
+            save_file({"module": self.module_importance.contiguous(), "rank": self.rank_importance.contiguous()},
+                      tmp / "importance.safetensors")
+            save_file({k: v.contiguous() for k, v in self.peft_state.items()}, tmp / "peft_weights.safetensors")
+            (tmp / META_FILE).write_text(json.dumps(self.meta, indent=2) + "\n")
+            from .report import plot_masks  # matplotlib only when writing
+
+            plot_masks(self.head_masks, self.ffn_masks, tmp / "masks.png")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "Estimate":
+        directory = Path(directory)
+        meta = _read_meta(directory)
+        try:
+            mask_t = load_file(directory / "masks.safetensors")
+            imp_t = load_file(directory / "importance.safetensors")
+            peft_state = load_file(directory / "peft_weights.safetensors")
+        except (SafetensorError, OSError, ValueError) as err:
+            raise LightPeftError(f"estimate {directory} has a corrupt or missing tensor file ({err}); "
+                                 "re-run `lightpeft estimate`") from None
+        names = meta.get("module_names", [])
+        if imp_t["module"].shape[0] != len(names) or mask_t["head"].shape[0] != meta["num_layers"]:
+            raise LightPeftError(f"estimate {directory} is inconsistent (tensor shapes disagree with {META_FILE}); "
+                                 "re-run `lightpeft estimate`")
+        return cls(meta, mask_t["head"], mask_t["ffn"], names, imp_t["module"], imp_t["rank"], peft_state)
+
+
+def _read_meta(directory: Path) -> dict:
+    path = directory / META_FILE
+    if not path.is_file():
+        raise LightPeftError(f"{directory} is not an estimate directory (no {META_FILE}); "
+                             "pass the directory `lightpeft estimate` wrote")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise LightPeftError(f"{path} is corrupt (not valid JSON); re-run `lightpeft estimate`") from None
+    if meta.get("schema_version") != SCHEMA_VERSION:
+        raise LightPeftError(f"{path} has schema version {meta.get('schema_version')!r}, this lightpeft reads "
+                             f"{SCHEMA_VERSION}; re-run `lightpeft estimate`")
+    return meta
+
+
+def estimation_steps(cfg: EstimateConfig, training_steps: int) -> int:
+    """Estimation length: an explicit step count, or a fraction of the training run (at least 2 steps)."""
+    if cfg.estimate_steps:
+        return cfg.estimate_steps
+    return max(2, round(cfg.estimate_fraction * training_steps))
+
+
+def run_estimation(base, tokenizer, train_ds, metric_kind: str, args, peft_cfg: PeftSettings,
+                   est_cfg: EstimateConfig, steps: int) -> Estimate:
+    """Train gates + LoRA jointly for `steps` optimizer steps on `base` (a `models.BaseModel`) and collect stats.
+
+    Under torchrun/accelerate every process runs this; statistics are all-reduced, so every rank returns the
+    same `Estimate` (gates are DDP parameters, Taylor scores come from all-reduced grads).
+    """
+    model = base.model
+    targets = arch.linear_names(model, peft_cfg.estimate_targets)
+    peft_model = wrap_with_lora(model, targets, peft_cfg.lora_r, peft_cfg.lora_alpha, peft_cfg.lora_dropout)
+    hf_model = peft_model.get_base_model()
+    handle = masks.attach_gates(hf_model)
+    tracker = ImportanceTracker(peft_model, total_steps=steps, window=est_cfg.importance_window)
+    with tempfile.TemporaryDirectory(prefix="lightpeft-estimate-") as scratch:
+        trainer = make_trainer(
+            peft_model, estimation_args(args, steps, scratch), train_ds, None, tokenizer, metric_kind,
+            cls=EstimationTrainer, gates=handle.gates, tracker=tracker, l1_coef=est_cfg.l1_coef,
+            mask_lr_coef=est_cfg.mask_lr_coef,
+        )
+        with measured() as stats:
+            trainer.train()
+    tracker.all_reduce()
+    names, module_imp, rank_imp = tracker.results()
+    tracker.remove()
+    _check_same_on_all_ranks(handle.gates.head.detach().clone())
+    head_masks = handle.gates.head.detach().float().cpu().clone()
+    ffn_masks = handle.gates.ffn.detach().float().cpu().clone()
+    handle.detach(hf_model)
+    config = model.config
+    meta = {
+        "schema_version": SCHEMA_VERSION,
+        "base_fingerprint": base.fingerprint,
+        "base_path": base.path,
+        "model_type": config.model_type,
+        "num_layers": arch.num_layers(hf_model),
+        "num_heads": arch.num_heads(config),
+        "head_size": arch.head_size(config),
+        "ffn_size": arch.ffn_size(config),
+        "num_labels": config.num_labels,
+        "problem_type": config.problem_type,
+        "lora": {"r": peft_cfg.lora_r, "alpha": peft_cfg.lora_alpha, "dropout": peft_cfg.lora_dropout},
+        "module_names": names,
+        "module_roles": {n: list(r) for n, r in arch.linear_roles(hf_model, peft_cfg.estimate_targets).items()},
+        "config": config.to_dict(),
+        "steps": steps,
+        "importance_window": est_cfg.importance_window,
+        "l1_coef": est_cfg.l1_coef,
+        "stats": stats.to_json(),
+        "final_train_loss": _last_loss(trainer),
+    }
+    return Estimate(meta, head_masks, ffn_masks, names, module_imp, rank_imp, export_state(peft_model))
+
+
+def _last_loss(trainer) -> float | None:
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return losses[-1] if losses else None
+
+
+def _check_same_on_all_ranks(tensor: torch.Tensor) -> None:
+    """Gates are DDP-synchronised parameters; a mismatch means a broken launch, so fail loudly."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        reference = tensor.clone()
+        dist.broadcast(reference, src=0)
+        if not torch.equal(reference, tensor):
+            raise LightPeftError("gate values differ across processes; launch with torchrun or accelerate launch")

@@ -1,0 +1,136 @@
+"""Importance of PEFT modules and LoRA ranks, kept as running sums over the last part of estimation.
+
+* Module importance: per token, ||delta W x|| / ||W x + b|| (LoRA branch output incl. dropout and alpha/r
+  scaling, over the frozen layer's biased output), averaged over non-padding tokens of each training batch.
+* Rank importance (first-order Taylor): per rank i, |mean_j A[i,j] dL/dA[i,j]| + |mean_k B[k,i] dL/dB[k,i]|,
+  read after backward and before gradient clipping (the reference's order).
+
+Per-step values that are NaN/inf count as 0; the importance is the mean over the steps of the window. Sums live on
+the model's device (no host sync per step) and are summed across processes by `all_reduce`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.distributed as dist
+from peft.tuners.lora import LoraLayer
+from torch import nn
+
+from .errors import LightPeftError
+
+
+def lora_layers(model: nn.Module, adapter: str = "default") -> dict[str, LoraLayer]:
+    """LoRA-wrapped linears of an HF model (or PeftModel), by name relative to the HF model."""
+    hf_model = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return {n: m for n, m in hf_model.named_modules() if isinstance(m, LoraLayer) and adapter in m.lora_A}
+
+
+def taylor_rank_scores(lora_a: torch.Tensor, grad_a: torch.Tensor, lora_b: torch.Tensor, grad_b: torch.Tensor):
+    """|mean over inputs of A*dA| + |mean over outputs of B*dB|, one score per rank. A: (r, in), B: (out, r)."""
+    return (lora_a * grad_a).mean(dim=1).abs() + (lora_b * grad_b).mean(dim=0).abs()  # (r,)
+
+
+def masked_token_mean(values: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of per-token `values` (B, T) over positions where `attention_mask` is 1 (all if no mask fits)."""
+    if attention_mask is None or attention_mask.shape != values.shape:
+        return values.mean()
+    weights = attention_mask.to(values.dtype)
+    return (values * weights).sum() / weights.sum().clamp_min(1.0)
+
+
+class ImportanceTracker:
+    """Hooks that accumulate module and rank importance over the last `window` of `total_steps` optimizer steps.
+
+    Call `end_step()` once per optimizer step, after backward and before clipping (grads complete, unclipped).
+    """
+
+    def __init__(self, model: nn.Module, total_steps: int, window: float = 0.5, adapter: str = "default"):
+        self.adapter = adapter
+        self.layers = lora_layers(model, adapter)
+        if not self.layers:
+            raise LightPeftError("the model has no LoRA modules to score; estimation needs PEFT modules")
+        self.names = list(self.layers)
+        self.step = 0
+        self.start_step = int(math.floor(total_steps * (1.0 - window)))
+        device = next(iter(self.layers.values())).lora_A[adapter].weight.device
+        n, r = len(self.names), max(m.lora_A[adapter].weight.shape[0] for m in self.layers.values())
+        self.module_sum = torch.zeros(n, device=device, dtype=torch.float64)
+        self.module_count = torch.zeros(n, device=device, dtype=torch.float64)
+        self.rank_sum = torch.zeros(n, r, device=device, dtype=torch.float64)
+        self.rank_count = torch.zeros((), device=device, dtype=torch.float64)
+        self._attention_mask = None
+        self._base_norm: dict[int, torch.Tensor] = {}
+        self._hooks = []
+        self._install(model)
+
+    @property
+    def active(self) -> bool:
+        return self.step >= self.start_step
+
+    def _install(self, model: nn.Module) -> None:
+        hf_model = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self._hooks.append(hf_model.register_forward_pre_hook(self._grab_attention_mask, with_kwargs=True))
+        for index, layer in enumerate(self.layers.values()):
+            self._hooks.append(layer.base_layer.register_forward_hook(self._base_hook(index)))
+            self._hooks.append(layer.lora_B[self.adapter].register_forward_hook(self._delta_hook(index, layer)))
+
+    def _grab_attention_mask(self, module, args, kwargs):
+        self._attention_mask = kwargs.get("attention_mask")
+
+    def _base_hook(self, index: int):
+        def hook(module, args, output):
+            if module.training and self.active:
+                self._base_norm[index] = output.detach().float().norm(dim=-1)  # (B, T)
+
+        return hook
+
+    def _delta_hook(self, index: int, layer: LoraLayer):
+        def hook(module, args, output):
+            base_norm = self._base_norm.pop(index, None)
+            if not (module.training and self.active) or base_norm is None:
+                return
+            delta_norm = output.detach().float().norm(dim=-1) * layer.scaling[self.adapter]  # (B, T)
+            ratio = masked_token_mean(delta_norm / base_norm, self._attention_mask)
+            self.module_sum[index] += torch.nan_to_num(ratio, nan=0.0, posinf=0.0, neginf=0.0).double()
+            self.module_count[index] += 1
+
+        return hook
+
+    @torch.no_grad()
+    def end_step(self) -> None:
+        """Record rank Taylor scores from the current (accumulated, unclipped) grads, then advance one step."""
+        if self.active:
+            for index, layer in enumerate(self.layers.values()):
+                a, b = layer.lora_A[self.adapter].weight, layer.lora_B[self.adapter].weight
+                if a.grad is None or b.grad is None:
+                    continue
+                scores = taylor_rank_scores(a.float(), a.grad.float(), b.float(), b.grad.float())
+                self.rank_sum[index, : scores.numel()] += torch.nan_to_num(scores, nan=0.0, posinf=0.0).double()
+            self.rank_count += 1
+        self.step += 1
+
+    def all_reduce(self) -> None:
+        """Sum the statistics of every process, so every rank ends with the same importances."""
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            for tensor in (self.module_sum, self.module_count):
+                dist.all_reduce(tensor)
+            # Taylor scores come from all-reduced grads, identical on every rank: average, don't sum
+            dist.all_reduce(self.rank_sum)
+            self.rank_sum /= dist.get_world_size()
+
+    def results(self) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+        """(names, module importance (n,), rank importance (n, r)) as float32 CPU tensors."""
+        if self.module_count.sum() == 0 or self.rank_count == 0:
+            raise LightPeftError(
+                "no importance was recorded during estimation; raise --estimate_steps (the window needs >= 1 step)"
+            )
+        module = self.module_sum / self.module_count.clamp_min(1.0)
+        rank = self.rank_sum / self.rank_count.clamp_min(1.0)
+        return list(self.names), module.float().cpu(), rank.float().cpu()
+
+    def remove(self) -> None:
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks.clear()

@@ -1,0 +1,409 @@
+"""The public stages: estimate -> make_plan -> prune -> train, `run` chaining them, and `load_pruned`.
+
+Physical pruning is a checkpoint boundary: the training stage always builds a fresh model from the untouched base
+checkpoint, prunes it, injects LoRA as the plan says and starts a fresh optimizer (never resizing live weights).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import platform
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoConfig, AutoModelForSequenceClassification
+
+from . import arch
+from .config import (DataConfig, EstimateConfig, LightPeftTrainingArguments, ModelConfig, PeftSettings,
+                     PlanConfig, RunOptions, to_dict)
+from .data import TaskData, check_labels_fit, load_task, tokenize_task
+from .errors import LightPeftError
+from .estimate import Estimate, estimation_steps, run_estimation
+from .io import atomic_path, write_json
+from .models import BaseModel, load_base, load_tokenizer
+from .peft_modules import export_state, head_modules, import_state, wrap_for_plan
+from .plan import Plan, choose
+from .report import markdown_table
+from .surgery import prune_backbone, slice_peft_state
+from .training import make_trainer, measured, planned_steps
+
+log = logging.getLogger(__name__)
+
+RUN_FILE = "run.json"  # written last: its presence marks a finished run
+RUN_SCHEMA_VERSION = 1
+WEIGHTS_FILE = "peft_weights.safetensors"
+FRESH_PREFIX = "fresh."  # backbone weights the checkpoint lacked (random init), kept so reloads match
+
+
+# ----------------------------------------------------------------------------------------------- planning
+
+
+def make_plan(estimate: Estimate | str | Path, cfg: PlanConfig | None = None) -> Plan:
+    """Choose survivors from an estimate (object or directory) at the ratios of `cfg` (paper defaults)."""
+    cfg = cfg or PlanConfig()
+    if not isinstance(estimate, Estimate):
+        estimate = Estimate.load(estimate)
+    meta = estimate.meta
+    roles = {name: tuple(role) for name, role in meta["module_roles"].items()}
+    heads, ffn, modules = choose(estimate.head_masks, estimate.ffn_masks, estimate.module_names,
+                                 estimate.module_importance, estimate.rank_importance, cfg, roles)
+    plan = Plan(
+        base_fingerprint=estimate.fingerprint, model_type=meta["model_type"], num_layers=meta["num_layers"],
+        num_heads=meta["num_heads"], head_size=meta["head_size"], ffn_size=meta["ffn_size"], heads=heads, ffn=ffn,
+        lora_modules=modules, lora_r=meta["lora"]["r"], lora_alpha=meta["lora"]["alpha"],
+        lora_dropout=meta["lora"]["dropout"], kind="light-peft", ratios=vars(cfg).copy(),
+    )
+    plan.counts = count_plan(plan, _config_from_meta(meta), estimate_modules=roles)
+    return plan
+
+
+def vanilla_plan(base: BaseModel, peft_cfg: PeftSettings) -> Plan:
+    """Plain PEFT as a plan: nothing pruned, LoRA with full rank on the vanilla targets (the paper's baseline)."""
+    model, config = base.model, base.model.config
+    layers, heads, ffn = arch.num_layers(model), arch.num_heads(config), arch.ffn_size(config)
+    modules = {n: {"layer": l, "role": r, "ranks": list(range(peft_cfg.lora_r))}
+               for n, (l, r) in arch.linear_roles(model, peft_cfg.vanilla_targets).items()}
+    plan = Plan(
+        base_fingerprint=base.fingerprint, model_type=config.model_type, num_layers=layers, num_heads=heads,
+        head_size=arch.head_size(config), ffn_size=ffn, heads=[list(range(heads))] * layers,
+        ffn=[list(range(ffn))] * layers, lora_modules=modules, lora_r=peft_cfg.lora_r,
+        lora_alpha=peft_cfg.lora_alpha, lora_dropout=peft_cfg.lora_dropout, kind="vanilla",
+    )
+    plan.counts = count_plan(plan, config)
+    return plan
+
+
+def _config_from_meta(meta: dict):
+    config = dict(meta["config"])
+    return AutoConfig.for_model(config.pop("model_type"), **config)
+
+
+def count_plan(plan: Plan, config, estimate_modules: dict | None = None) -> dict:
+    """Parameter and linear-FLOP counts before/after pruning, from a weightless (meta-device) model."""
+    with torch.device("meta"):
+        model = AutoModelForSequenceClassification.from_config(config)
+    before = _structure_counts(model, {n: plan.lora_r for n in (estimate_modules or {})})
+    prune_backbone(model, plan)
+    after = _structure_counts(model, {n: len(e["ranks"]) for n, e in plan.lora_modules.items()})
+    return {
+        "foundation_params_before": before["foundation"],
+        "foundation_params_after": after["foundation"],
+        "foundation_pruned_fraction": 1 - after["foundation"] / before["foundation"],
+        "layer_linear_flops_per_token_before": before["flops"],
+        "layer_linear_flops_per_token_after": after["flops"],
+        "lora_params_estimate": before["lora"],
+        "lora_params_after": after["lora"],
+        "lora_modules_after": len(plan.lora_modules),
+        "heads_kept": sum(map(len, plan.heads)),
+        "ffn_neurons_kept": sum(map(len, plan.ffn)),
+    }
+
+
+def _structure_counts(model, lora_ranks: dict[str, int]) -> dict:
+    backbone = model.base_model
+    layers = backbone.get_submodule(arch.get_arch(model).layers)
+    linear_weights = sum(m.weight.numel() for m in layers.modules() if isinstance(m, torch.nn.Linear))
+    lora = 0
+    for name, rank in lora_ranks.items():
+        linear = model.get_submodule(name)
+        lora += rank * (linear.in_features + linear.out_features) if isinstance(linear, torch.nn.Linear) else 0
+    return {"foundation": sum(p.numel() for p in backbone.parameters()), "flops": 2 * linear_weights, "lora": lora}
+
+
+# ----------------------------------------------------------------------------------------------- building
+
+
+def build_model(base: BaseModel, plan: Plan, peft_state: dict[str, torch.Tensor] | None = None):
+    """Prune a fresh base physically to `plan`, inject LoRA, and load `peft_state` (already plan-shaped) if given."""
+    plan.check_base(base.fingerprint)
+    if peft_state:
+        _load_fresh_backbone_weights(base.model, peft_state)
+    prune_backbone(base.model, plan)
+    model = wrap_for_plan(base.model, plan)
+    if peft_state:
+        import_state(model, {k: v for k, v in peft_state.items() if not k.startswith(FRESH_PREFIX)})
+    return model
+
+
+def prune(base: BaseModel, plan: Plan, estimate: Estimate | None = None):
+    """A fresh pruned model for `plan`; with `estimate`, its LoRA and head continue from estimation."""
+    state = slice_peft_state(estimate.peft_state, plan) if estimate is not None else None
+    return build_model(base, plan, state)
+
+
+def _fresh_backbone_state(base: BaseModel, model) -> dict[str, torch.Tensor]:
+    heads = tuple(n + "." for n in head_modules(model))
+    state = base.model.state_dict()
+    return {FRESH_PREFIX + k: state[k].detach().cpu().clone() for k in base.fresh_keys
+            if k in state and not k.startswith(heads)}
+
+
+@torch.no_grad()
+def _load_fresh_backbone_weights(model, state: dict[str, torch.Tensor]) -> None:
+    current = model.state_dict()
+    for key, tensor in state.items():
+        if key.startswith(FRESH_PREFIX) and key[len(FRESH_PREFIX):] in current:
+            current[key[len(FRESH_PREFIX):]].copy_(tensor)
+
+
+# ----------------------------------------------------------------------------------------------- output dirs
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def check_output_dir(path: str | Path | None, overwrite: bool) -> Path:
+    if not path:
+        raise LightPeftError("no output directory given; pass --output_dir DIR")
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise LightPeftError(f"--output_dir {path} is a file; pass a directory")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        what = "a finished run" if (path / RUN_FILE).exists() or (path / "estimate.json").exists() else "files"
+        raise LightPeftError(f"--output_dir {path} already holds {what}; pass --overwrite_output_dir or another dir")
+    return path
+
+
+@contextlib.contextmanager
+def staging(path: Path):
+    """Where a stage writes: a temp dir that replaces `path` on success (main process); scratch elsewhere."""
+    if is_main_process():
+        with atomic_path(path) as tmp:
+            tmp.mkdir()
+            yield tmp
+    else:
+        with tempfile.TemporaryDirectory(prefix="lightpeft-rank-") as tmp:
+            yield Path(tmp)
+
+
+# ----------------------------------------------------------------------------------------------- stages
+
+
+@dataclass
+class Prepared:
+    """Task data and tokenizer, loaded once and shared by the stages of a run."""
+
+    task: TaskData
+    tokenizer: object
+    train_ds: object
+    eval_ds: object
+
+
+def prepare(model_cfg: ModelConfig, data_cfg: DataConfig) -> Prepared:
+    tokenizer = load_tokenizer(model_cfg.model_name_or_path, model_cfg.tokenizer_name)
+    task = load_task(data_cfg)
+    train_ds, eval_ds = tokenize_task(task, tokenizer, data_cfg.max_seq_length)
+    return Prepared(task, tokenizer, train_ds, eval_ds)
+
+
+def load_task_base(model_cfg: ModelConfig, task: TaskData) -> BaseModel:
+    base = load_base(model_cfg.model_name_or_path, task.num_labels, regression=task.is_regression)
+    check_labels_fit(task, base.model.config.num_labels)
+    return base
+
+
+def estimate(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, est_cfg: EstimateConfig,
+             args: LightPeftTrainingArguments, prepared: Prepared | None = None, save: bool = True,
+             overwrite: bool = False) -> Estimate:
+    """Estimation stage; writes `args.output_dir` (an estimate directory) when `save`."""
+    out = check_output_dir(args.output_dir, overwrite) if save else None
+    prepared = prepared or prepare(model_cfg, data_cfg)
+    base = load_task_base(model_cfg, prepared.task)
+    steps = estimation_steps(est_cfg, planned_steps(args, len(prepared.train_ds)))
+    log.info("estimation: %d steps of masks + LoRA on %d linears", steps,
+             len(arch.linear_names(base.model, peft_cfg.estimate_targets)))
+    result = run_estimation(base, prepared.tokenizer, prepared.train_ds, prepared.task.metric_kind, args, peft_cfg,
+                            est_cfg, steps)
+    result.meta["configs"] = to_dict(model_cfg, data_cfg, peft_cfg, est_cfg)
+    if save and is_main_process():
+        result.save(out)
+    return result
+
+
+def train(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, args: LightPeftTrainingArguments,
+          plan: Plan | str | None = None, estimate: Estimate | str | None = None,
+          prepared: Prepared | None = None, overwrite: bool = False, output_dir: str | Path | None = None) -> dict:
+    """Training stage: vanilla PEFT without a plan, the pruned model with one. Writes a run directory.
+
+    With `estimate`, LoRA and head continue from estimation (the method); without, they start fresh.
+    Returns the run summary (also written as run.json).
+    """
+    out = check_output_dir(output_dir or args.output_dir, overwrite)
+    prepared = prepared or prepare(model_cfg, data_cfg)
+    with staging(out) as stage_dir:
+        summary = _train_into(stage_dir, model_cfg, prepared, peft_cfg, args, plan, estimate)
+    return summary
+
+
+def _train_into(stage_dir: Path, model_cfg, prepared: Prepared, peft_cfg, args, plan, estimate) -> dict:
+    base = load_task_base(model_cfg, prepared.task)
+    if isinstance(plan, (str, Path)):
+        plan = Plan.load(plan)
+    if isinstance(estimate, (str, Path)):
+        estimate = Estimate.load(estimate)
+    plan = plan or vanilla_plan(base, peft_cfg)
+    model = prune(base, plan, estimate)
+    fresh_state = _fresh_backbone_state(base, model)
+    stage_args = _stage_args(args, stage_dir / "trainer")
+    trainer = make_trainer(model, stage_args, prepared.train_ds, prepared.eval_ds, prepared.tokenizer,
+                           prepared.task.metric_kind)
+    with measured() as stats:
+        trainer.train()
+    in_training = [h for h in trainer.state.log_history if "eval_runtime" in h]  # evaluations inside train()
+    stats.extra["eval_seconds"] = sum(h["eval_runtime"] for h in in_training)
+    final = in_training[-1] if in_training else trainer.evaluate()
+    summary = _summarise(plan, prepared.task, model, trainer, stats, in_training or [final], final)
+    if is_main_process():
+        plan.save(stage_dir / "plan.json")
+        save_file({**export_state(model), **fresh_state}, stage_dir / WEIGHTS_FILE)
+        write_json(stage_dir / "log_history.json", trainer.state.log_history)
+        write_json(stage_dir / "run_config.json", to_dict(model_cfg, peft_cfg, args))
+        write_json(stage_dir / RUN_FILE, summary)
+    _cleanup_trainer_dir(stage_dir / "trainer")
+    return summary
+
+
+def _stage_args(args, output_dir: Path):
+    import dataclasses
+
+    return dataclasses.replace(args, output_dir=str(output_dir))
+
+
+def _cleanup_trainer_dir(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _summarise(plan: Plan, task: TaskData, model, trainer, stats, eval_history: list, final: dict) -> dict:
+    from .metrics import MAIN_METRIC
+
+    key = "eval_" + MAIN_METRIC[task.metric_kind]
+    scores = [h[key] for h in eval_history if key in h]
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    foundation = sum(p.numel() for p in model.get_base_model().base_model.parameters()) - sum(
+        p.numel() for n, p in model.get_base_model().base_model.named_parameters() if "lora_" in n)
+    return {
+        "schema_version": RUN_SCHEMA_VERSION,
+        "kind": plan.kind,
+        "task": {"name": task.name, "num_labels": task.num_labels, "metric_kind": task.metric_kind,
+                 "regression": task.is_regression, "label_names": task.label_names,
+                 "train_rows": len(trainer.train_dataset), "eval_rows": len(trainer.eval_dataset)},
+        "base_fingerprint": plan.base_fingerprint,
+        "metric": MAIN_METRIC[task.metric_kind],
+        "final_metric": final.get(key),
+        "best_metric": max(scores) if scores else None,
+        "final_eval": final,
+        "foundation_params": foundation,
+        "trainable_params": trainable,
+        "train_seconds": stats.seconds,
+        "train_seconds_excluding_eval": stats.seconds - stats.extra["eval_seconds"],
+        "peak_rss_mb": stats.peak_rss_mb,
+        "peak_cuda_mb": stats.peak_cuda_mb,
+        "optimizer_steps": trainer.state.global_step,
+        "plan_counts": plan.counts,
+        "environment": environment(),
+    }
+
+
+def environment() -> dict:
+    import peft
+    import transformers
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+            "peft": peft.__version__, "device": "cuda:" + torch.cuda.get_device_name() if torch.cuda.is_available()
+            else f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)", "machine": platform.machine()}
+
+
+# ----------------------------------------------------------------------------------------------- loading
+
+
+def read_run(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / RUN_FILE
+    if not path.is_file():
+        raise LightPeftError(f"{run_dir} is not a finished run directory (no {RUN_FILE}); pass what `lightpeft train` "
+                             "or `lightpeft run` wrote")
+    try:
+        summary = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise LightPeftError(f"{path} is corrupt; re-run training") from None
+    if summary.get("schema_version") != RUN_SCHEMA_VERSION:
+        raise LightPeftError(f"{path} has schema version {summary.get('schema_version')!r}, this lightpeft reads "
+                             f"{RUN_SCHEMA_VERSION}; re-run training with this version")
+    return summary
+
+
+def load_pruned(base: str | BaseModel, run_dir: str | Path):
+    """Rebuild a trained run from the untouched base checkpoint: prune to its plan, load its PEFT and head weights.
+
+    `base` is a model path or packaged alias (or a `BaseModel` from `models.load_base`, pruned in place).
+    Returns the peft model in eval mode. Several runs can be loaded side by side from one base path.
+
+    Example:
+        >>> model = load_pruned("minilm", "runs/rt")  # doctest: +SKIP
+    """
+    run_dir = Path(run_dir)
+    summary = read_run(run_dir)
+    plan = Plan.load(run_dir / "plan.json")
+    task = summary["task"]
+    if not isinstance(base, BaseModel):
+        base = load_base(str(base), task["num_labels"], regression=task["regression"])
+    try:
+        state = load_file(run_dir / WEIGHTS_FILE)
+    except Exception as err:  # safetensors raises several types for truncated files
+        raise LightPeftError(f"{run_dir / WEIGHTS_FILE} is corrupt or missing ({type(err).__name__}); "
+                             "re-run training") from None
+    return build_model(base, plan, state).eval()
+
+
+# ----------------------------------------------------------------------------------------------- run
+
+
+def run(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, est_cfg: EstimateConfig,
+        plan_cfg: PlanConfig, args: LightPeftTrainingArguments, options: RunOptions | None = None) -> dict:
+    """Estimate, plan, prune and train in one output directory (and the vanilla baseline beside it if asked).
+
+    Layout: `estimate/`, `plan.json`, the trained run at the top level, `vanilla/` (optional), `summary.md`.
+    """
+    options = options or RunOptions()
+    out = check_output_dir(args.output_dir, options.overwrite_output_dir)
+    prepared = prepare(model_cfg, data_cfg)
+    with staging(out) as stage_dir:
+        est = estimate(model_cfg, data_cfg, peft_cfg, est_cfg, args, prepared, save=False)
+        if is_main_process():
+            est.save(stage_dir / "estimate")
+        plan = make_plan(est, plan_cfg)
+        light = _train_into(stage_dir, model_cfg, prepared, peft_cfg, args, plan, est)
+        light["estimate_seconds"] = est.meta["stats"]["seconds"]
+        rows = [_table_row("Light-PEFT", light)]
+        if options.compare_vanilla:
+            vanilla_dir = stage_dir / "vanilla"
+            vanilla_dir.mkdir()
+            vanilla = _train_into(vanilla_dir, model_cfg, prepared, peft_cfg, args, None, None)
+            rows.insert(0, _table_row("vanilla LoRA", vanilla))
+        table = summary_table(rows)
+        if is_main_process():
+            (stage_dir / "summary.md").write_text(table + "\n")
+            write_json(stage_dir / RUN_FILE, light)
+    light["summary_table"] = table
+    return light
+
+
+def _table_row(name: str, summary: dict) -> list:
+    counts = summary["plan_counts"]
+    return [name, summary["best_metric"], summary["final_metric"], summary["foundation_params"],
+            counts["foundation_pruned_fraction"], summary["trainable_params"], summary.get("estimate_seconds"),
+            summary["train_seconds_excluding_eval"], summary["peak_rss_mb"]]
+
+
+def summary_table(rows: list[list]) -> str:
+    headers = ["arm", "best dev metric", "final dev metric", "foundation params", "foundation pruned",
+               "trainable params", "estimate s", "train s (excl. eval)", "peak RSS MB"]
+    return markdown_table(headers, rows)

@@ -1,0 +1,179 @@
+"""Plan: which heads, FFN neurons, PEFT modules and LoRA ranks survive. Plain JSON, fingerprinted to its base.
+
+Selection follows the reference's quantile rule "prune a unit iff its score <= quantile(scores, ratio)" (numpy
+linear interpolation) in its count form: for n distinct scores that prunes exactly floor(ratio * (n - 1)) + 1
+units (ratio > 0), e.g. 4 of 12 heads and 5 of 16 at ratio 1/3. The count form stays well defined under ties
+(ties are broken by index) and prunes nothing at ratio 0, so ratio 0 reproduces vanilla structure exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .config import PlanConfig
+from .errors import LightPeftError
+from .io import write_json
+
+SCHEMA_VERSION = 1
+PLAN_FILE = "plan.json"
+
+
+@dataclass
+class Plan:
+    """Survivors of pruning, per layer and per PEFT module.
+
+    `heads[l]` / `ffn[l]`: kept head / neuron indices of layer l (sorted). `lora_modules`: full linear name (from
+    the top of the HF task model) -> {"layer", "role", "ranks"}, where ranks are the kept rank indices of the
+    estimated LoRA (sorted, non-empty). `lora_r` / `lora_alpha` are the estimation's; the method keeps the
+    scaling alpha / r after rank pruning.
+    """
+
+    base_fingerprint: str
+    model_type: str
+    num_layers: int
+    num_heads: int
+    head_size: int
+    ffn_size: int
+    heads: list[list[int]]
+    ffn: list[list[int]]
+    lora_modules: dict[str, dict]
+    lora_r: int
+    lora_alpha: float
+    lora_dropout: float
+    kind: str = "light-peft"  # or "vanilla": nothing pruned, fresh LoRA on the vanilla targets
+    ratios: dict = field(default_factory=dict)
+    counts: dict = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict, source: str = "plan") -> "Plan":
+        version = data.get("schema_version") if isinstance(data, dict) else None
+        if version != SCHEMA_VERSION:
+            raise LightPeftError(
+                f"{source} has schema version {version!r}, this lightpeft reads {SCHEMA_VERSION}; "
+                "re-run `lightpeft plan` with this version"
+            )
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing = names - set(data) - {"ratios", "counts", "kind"}
+        if missing:
+            raise LightPeftError(f"{source} is incomplete (missing {', '.join(sorted(missing))}); re-run `lightpeft plan`")
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def save(self, path: str | Path) -> None:
+        write_json(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Plan":
+        path = Path(path)
+        if path.is_dir():
+            path = path / PLAN_FILE
+        if not path.is_file():
+            raise LightPeftError(f"plan file {path} does not exist; pass a plan.json or a run directory holding one")
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise LightPeftError(f"plan file {path} is corrupt ({err.msg if hasattr(err, 'msg') else err}); "
+                                 "re-create it with `lightpeft plan`") from None
+        return cls.from_json(data, source=f"plan file {path}")
+
+    def check_base(self, fingerprint: str) -> None:
+        if fingerprint != self.base_fingerprint:
+            raise LightPeftError(
+                f"this plan was made for base checkpoint {self.base_fingerprint}, but the model given is "
+                f"{fingerprint}; pass the base checkpoint the estimate used"
+            )
+
+    def kept_ranks(self, name: str) -> list[int]:
+        return self.lora_modules[name]["ranks"]
+
+    def role_of(self, name: str) -> tuple[int, str]:
+        entry = self.lora_modules[name]
+        return entry["layer"], entry["role"]
+
+
+def num_to_prune(n: int, ratio: float) -> int:
+    """How many of n units the quantile rule prunes at `ratio` (distinct scores)."""
+    if ratio <= 0 or n == 0:
+        return 0
+    return min(n, math.floor(ratio * (n - 1)) + 1)
+
+
+def lowest(scores: torch.Tensor, k: int) -> list[int]:
+    """Indices of the k smallest scores; ties broken by lower index first."""
+    order = torch.sort(scores.flatten().double(), stable=True).indices
+    return order[:k].tolist()
+
+
+def keep_per_row(scores: torch.Tensor, ratio: float, scope: str) -> list[list[int]]:
+    """Kept column indices per row of `scores` (rows = layers), pruning per row or over the whole matrix."""
+    rows, cols = scores.shape
+    if scope == "layer":
+        pruned = [set(lowest(row, num_to_prune(cols, ratio))) for row in scores]
+    else:
+        flat = lowest(scores, num_to_prune(rows * cols, ratio))
+        pruned = [set() for _ in range(rows)]
+        for index in flat:
+            pruned[index // cols].add(index % cols)
+    return [[c for c in range(cols) if c not in pruned[r]] for r in range(rows)]
+
+
+def select_modules(names: list[str], module_scores: torch.Tensor, ratio: float) -> list[str]:
+    """PEFT modules that survive global module pruning (counted, not parameter-weighted, as in the reference)."""
+    pruned = set(lowest(module_scores, num_to_prune(len(names), ratio)))
+    return [name for i, name in enumerate(names) if i not in pruned]
+
+
+def select_ranks(rank_scores: dict[str, torch.Tensor], ratio: float, scope: str) -> dict[str, list[int]]:
+    """Kept rank indices per module; a module left with no rank is dropped."""
+    names = list(rank_scores)
+    if not names:
+        return {}
+    if scope == "layer":
+        kept = {n: keep_per_row(rank_scores[n][None], ratio, "layer")[0] for n in names}
+    else:
+        flat = torch.cat([rank_scores[n] for n in names])
+        pruned = set(lowest(flat, num_to_prune(flat.numel(), ratio)))
+        kept, offset = {}, 0
+        for n in names:
+            r = rank_scores[n].numel()
+            kept[n] = [i for i in range(r) if offset + i not in pruned]
+            offset += r
+    return {n: ranks for n, ranks in kept.items() if ranks}
+
+
+def choose(
+    head_masks: torch.Tensor,
+    ffn_masks: torch.Tensor,
+    module_names: list[str],
+    module_scores: torch.Tensor,
+    rank_scores: torch.Tensor,
+    cfg: PlanConfig,
+    roles: dict[str, tuple[int, str]],
+) -> tuple[list[list[int]], list[list[int]], dict[str, dict]]:
+    """Survivors from estimation statistics, in the reference's order: structure, then modules, then ranks.
+
+    Masks are ranked by their signed value (a negative mask is pruned first). `roles[name] = (layer, role)`
+    lets modules whose target lost every head or neuron be dropped (they would have a zero-sized side).
+    """
+    heads = keep_per_row(head_masks, cfg.head_ratio, cfg.head_scope)
+    ffn = keep_per_row(ffn_masks, cfg.ffn_ratio, cfg.ffn_scope)
+    survivors = select_modules(module_names, module_scores, cfg.module_ratio)
+    index = {n: i for i, n in enumerate(module_names)}
+
+    def has_width(name: str) -> bool:
+        layer, role = roles[name]
+        return bool(ffn[layer]) if role.startswith("ffn") else bool(heads[layer])
+
+    survivors = [n for n in survivors if has_width(n)]
+    ranks = select_ranks({n: rank_scores[index[n]] for n in survivors}, cfg.rank_ratio, cfg.rank_scope)
+    modules = {n: {"layer": roles[n][0], "role": roles[n][1], "ranks": kept} for n, kept in ranks.items()}
+    return heads, ffn, modules

@@ -1,0 +1,122 @@
+"""Trainer wiring: the estimation trainer (L1 on gates, importance after backward) and plain PEFT training."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import resource
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+from .importance import ImportanceTracker
+from .masks import Gates
+from .metrics import make_hf_compute_metrics
+
+
+class EstimationTrainer(Trainer):
+    """`Trainer` plus the two things estimation needs inside the step, and a separate learning rate for the gates.
+
+    * L1 on the gates is a loss term, so gradient clipping sees it exactly as in the reference.
+    * Rank Taylor scores are read right after the backward that completes a step, before clipping.
+    """
+
+    def __init__(self, *args, gates: Gates, tracker: ImportanceTracker, l1_coef: float, mask_lr_coef: float,
+                 **kwargs):
+        super().__init__(*args, **kwargs)
+        self.gates, self.tracker, self.l1_coef, self.mask_lr_coef = gates, tracker, l1_coef, mask_lr_coef
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        result = super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                      num_items_in_batch=num_items_in_batch)
+        penalty = self.l1_coef * self.gates.l1()
+        if self.model_accepts_loss_kwargs and num_items_in_batch is not None:
+            # Trainer will not divide this loss by the accumulation steps: keep lambda per optimizer step
+            penalty = penalty / self.current_gradient_accumulation_steps
+        if return_outputs:
+            loss, outputs = result
+            return loss + penalty, outputs
+        return result + penalty
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.accelerator.sync_gradients:  # grads of this optimizer step are complete (and all-reduced)
+            self.tracker.end_step()
+        return loss
+
+    def create_optimizer(self, model=None):
+        gate_params = list(self.gates.parameters())
+        for p in gate_params:  # keep them out of the default groups, then give them their own
+            p.requires_grad_(False)
+        optimizer = super().create_optimizer(model)
+        for p in gate_params:
+            p.requires_grad_(True)
+        optimizer.add_param_group(
+            {"params": gate_params, "lr": self.args.learning_rate * self.mask_lr_coef, "weight_decay": 0.0}
+        )
+        return optimizer
+
+
+def planned_steps(args: TrainingArguments, num_examples: int) -> int:
+    """Optimizer steps a training run with `args` takes on `num_examples` rows."""
+    if args.max_steps and args.max_steps > 0:
+        return args.max_steps
+    per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
+    return math.ceil(num_examples / per_step) * math.ceil(args.num_train_epochs) if num_examples else 0
+
+
+def estimation_args(args: TrainingArguments, steps: int, output_dir: str) -> TrainingArguments:
+    """The user's optimisation settings, cut to `steps` with no evaluation or checkpoints (a short joint run)."""
+    return dataclasses.replace(
+        args, output_dir=output_dir, max_steps=steps, eval_strategy="no", save_strategy="no",
+        load_best_model_at_end=False,
+    )
+
+
+def make_trainer(model, args, train_ds, eval_ds, tokenizer, metric_kind: str, cls=Trainer, **extra) -> Trainer:
+    return cls(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer,
+        compute_metrics=make_hf_compute_metrics(metric_kind),
+        **extra,
+    )
+
+
+@dataclass
+class StageStats:
+    """Wall time and peak memory of one stage (peak RSS of the process on CPU, CUDA allocator peak on GPU)."""
+
+    seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+    peak_cuda_mb: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def peak_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+
+
+@contextmanager
+def measured():
+    """Time a block and read peak memory after it."""
+    stats = StageStats()
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    yield stats
+    stats.seconds = time.perf_counter() - start
+    stats.peak_rss_mb = peak_rss_mb()
+    if torch.cuda.is_available():
+        stats.peak_cuda_mb = torch.cuda.max_memory_allocated() / 2**20

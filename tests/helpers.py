@@ -1,0 +1,47 @@
+"""Builders shared by tests: LoRA-wrapped tiny models with non-trivial weights, and plans from fake statistics."""
+
+from __future__ import annotations
+
+import torch
+
+from lightpeft import arch
+from lightpeft.config import PEFT_ROLES, PlanConfig
+from lightpeft.fingerprint import fingerprint
+from lightpeft.importance import lora_layers
+from lightpeft.models import BaseModel
+from lightpeft.peft_modules import wrap_with_lora
+from lightpeft.plan import Plan, choose
+
+
+def as_base(model) -> BaseModel:
+    return BaseModel(model=model, path="tiny", fingerprint=fingerprint(model), fresh_keys=[])
+
+
+def lora_everywhere(model, r: int = 4, alpha: float = 8.0, seed: int = 0):
+    """LoRA on all six roles with random (non-zero) A and B, so every LoRA branch changes the logits."""
+    peft_model = wrap_with_lora(model, arch.linear_names(model, PEFT_ROLES), r, alpha, 0.0)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in lora_layers(peft_model).values():
+            for part in (layer.lora_A["default"], layer.lora_B["default"]):
+                part.weight.copy_(torch.randn(part.weight.shape, generator=g) * 0.3)
+    return peft_model.eval()
+
+
+def random_plan(model, cfg: PlanConfig, r: int = 4, alpha: float = 8.0, seed: int = 0,
+                kill_heads_layer: int | None = None, kill_ffn_layer: int | None = None) -> Plan:
+    """A plan from random statistics; optionally make one layer's heads / neurons the lowest of all."""
+    g = torch.Generator().manual_seed(seed)
+    layers, heads, ffn = arch.num_layers(model), arch.num_heads(model.config), arch.ffn_size(model.config)
+    head_masks, ffn_masks = torch.rand(layers, heads, generator=g), torch.rand(layers, ffn, generator=g)
+    if kill_heads_layer is not None:
+        head_masks[kill_heads_layer] -= 2.0
+    if kill_ffn_layer is not None:
+        ffn_masks[kill_ffn_layer] -= 2.0
+    roles = arch.linear_roles(model, PEFT_ROLES)
+    names = list(roles)
+    heads_kept, ffn_kept, modules = choose(head_masks, ffn_masks, names, torch.rand(len(names), generator=g),
+                                           torch.rand(len(names), r, generator=g), cfg, roles)
+    return Plan(base_fingerprint=fingerprint(model), model_type=model.config.model_type, num_layers=layers,
+                num_heads=heads, head_size=arch.head_size(model.config), ffn_size=ffn, heads=heads_kept,
+                ffn=ffn_kept, lora_modules=modules, lora_r=r, lora_alpha=alpha, lora_dropout=0.0)
