@@ -33,3 +33,47 @@ def tiny_batch(batch: int = 3, length: int = 7, seed: int = 1):
 @pytest.fixture(params=["bert", "roberta"])
 def family(request):
     return request.param
+
+
+WORDS = [f"w{i}" for i in range(90)]
+
+
+def save_tiny_model_dir(directory, family: str = "bert", seed: int = 0):
+    """A tiny random-init model + word-level WordPiece tokenizer saved like a real checkpoint."""
+    from transformers import BertTokenizerFast
+
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab = directory / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    overrides = {"pad_token_id": 0} if family == "roberta" else {}
+    model = tiny_model(family, seed=seed, num_labels=2, **overrides)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def write_tiny_csv(path, rows: int = 96, seed: int = 0):
+    """Sentences of tiny-vocab words; label 1 iff word w1 occurs (learnable, not trivial at init)."""
+    import random
+
+    rng = random.Random(seed)
+    lines = ["text,label"]
+    for i in range(rows):
+        words = rng.choices(WORDS[2:], k=rng.randint(3, 9))
+        label = i % 2
+        if label:
+            words[rng.randrange(len(words))] = "w1"
+        lines.append(f"{' '.join(words)},{label}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    return save_tiny_model_dir(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_csv(tmp_path_factory):
+    return write_tiny_csv(tmp_path_factory.mktemp("data") / "tiny.csv")

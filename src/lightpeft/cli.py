@@ -45,8 +45,8 @@ def read_config_file(path: str) -> dict:
 
 def parse(command: str, argv: list[str]):
     """Dataclasses for `command` from argv; `--config FILE` supplies defaults that flags override."""
-    parser = HfArgumentParser(COMMANDS[command], prog=f"lightpeft {command}")
-    parser.add_argument("--config", default=None, help="YAML or JSON file of flag values (flags override it).")
+    parser = HfArgumentParser(COMMANDS[command], prog=f"lightpeft {command}",
+                              epilog="--config FILE: YAML or JSON file of flag values (flags given override it).")
     config_path = _pop_config(argv)
     if config_path:
         values = read_config_file(config_path)
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, options, args) -> int:
     from .pipeline import run
 
-    summary = run(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, args, options)
+    summary = run(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, args, options).summary
     print(summary["summary_table"])
     print(f"\nrun directory: {args.output_dir}")
     return 0
@@ -135,7 +135,7 @@ def _train(model_cfg, data_cfg, peft_cfg, options, args) -> int:
     if options.estimate_dir and not options.plan_path:
         raise LightPeftError("--estimate_dir needs a --plan_path to prune with (make one with `lightpeft plan`)")
     summary = train(model_cfg, data_cfg, peft_cfg, args, plan=options.plan_path, estimate=options.estimate_dir,
-                    overwrite=options.overwrite_output_dir)
+                    overwrite=options.overwrite_output_dir).summary
     print(f"{summary['kind']}: best {summary['metric']} {summary['best_metric']:.4f}, final "
           f"{summary['final_metric']:.4f}, trainable params {summary['trainable_params']:,}, "
           f"train {summary['train_seconds_excluding_eval']:.1f}s -> {args.output_dir}")

@@ -54,7 +54,7 @@ class DataConfig:
     validation_fraction: float = field(
         default=0.1, metadata={"help": "Held-out fraction when the data has no dev split."}
     )
-    data_seed: int = field(default=0, metadata={"help": "Seed of the split and of subsampling."})
+    split_seed: int = field(default=0, metadata={"help": "Seed of the split and of subsampling."})
 
     def __post_init__(self):
         _check_positive("max_seq_length", self.max_seq_length)
@@ -165,7 +165,6 @@ class LightPeftTrainingArguments(TrainingArguments):
     eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate: `epoch`, `steps`, `no`."})
     save_strategy: str = field(default="no", metadata={"help": "Intermediate Trainer checkpoints (not needed)."})
     logging_steps: float = field(default=20, metadata={"help": "Log every N steps."})
-    report_to: str | list[str] | None = field(default="none", metadata={"help": "Experiment trackers."})
 
 
 ALL_CONFIGS = (ModelConfig, DataConfig, PeftSettings, EstimateConfig, PlanConfig, RunOptions)

@@ -187,6 +187,15 @@ def staging(path: Path):
 
 
 @dataclass
+class RunResult:
+    """What a training stage leaves in memory: its summary (run.json), plan and trained peft model."""
+
+    summary: dict
+    plan: Plan
+    model: torch.nn.Module
+
+
+@dataclass
 class Prepared:
     """Task data and tokenizer, loaded once and shared by the stages of a run."""
 
@@ -229,20 +238,20 @@ def estimate(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSetting
 
 def train(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, args: LightPeftTrainingArguments,
           plan: Plan | str | None = None, estimate: Estimate | str | None = None,
-          prepared: Prepared | None = None, overwrite: bool = False, output_dir: str | Path | None = None) -> dict:
+          prepared: Prepared | None = None, overwrite: bool = False, output_dir: str | Path | None = None
+          ) -> RunResult:
     """Training stage: vanilla PEFT without a plan, the pruned model with one. Writes a run directory.
 
     With `estimate`, LoRA and head continue from estimation (the method); without, they start fresh.
-    Returns the run summary (also written as run.json).
+    Returns the summary (also written as run.json), the plan and the trained model.
     """
     out = check_output_dir(output_dir or args.output_dir, overwrite)
     prepared = prepared or prepare(model_cfg, data_cfg)
     with staging(out) as stage_dir:
-        summary = _train_into(stage_dir, model_cfg, prepared, peft_cfg, args, plan, estimate)
-    return summary
+        return _train_into(stage_dir, model_cfg, prepared, peft_cfg, args, plan, estimate)
 
 
-def _train_into(stage_dir: Path, model_cfg, prepared: Prepared, peft_cfg, args, plan, estimate) -> dict:
+def _train_into(stage_dir: Path, model_cfg, prepared: Prepared, peft_cfg, args, plan, estimate) -> RunResult:
     base = load_task_base(model_cfg, prepared.task)
     if isinstance(plan, (str, Path)):
         plan = Plan.load(plan)
@@ -267,7 +276,7 @@ def _train_into(stage_dir: Path, model_cfg, prepared: Prepared, peft_cfg, args, 
         write_json(stage_dir / "run_config.json", to_dict(model_cfg, peft_cfg, args))
         write_json(stage_dir / RUN_FILE, summary)
     _cleanup_trainer_dir(stage_dir / "trainer")
-    return summary
+    return RunResult(summary, plan, model.eval())
 
 
 def _stage_args(args, output_dir: Path):
@@ -367,7 +376,7 @@ def load_pruned(base: str | BaseModel, run_dir: str | Path):
 
 
 def run(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, est_cfg: EstimateConfig,
-        plan_cfg: PlanConfig, args: LightPeftTrainingArguments, options: RunOptions | None = None) -> dict:
+        plan_cfg: PlanConfig, args: LightPeftTrainingArguments, options: RunOptions | None = None) -> RunResult:
     """Estimate, plan, prune and train in one output directory (and the vanilla baseline beside it if asked).
 
     Layout: `estimate/`, `plan.json`, the trained run at the top level, `vanilla/` (optional), `summary.md`.
@@ -380,20 +389,20 @@ def run(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, es
         if is_main_process():
             est.save(stage_dir / "estimate")
         plan = make_plan(est, plan_cfg)
-        light = _train_into(stage_dir, model_cfg, prepared, peft_cfg, args, plan, est)
+        result = _train_into(stage_dir, model_cfg, prepared, peft_cfg, args, plan, est)
+        light = result.summary
         light["estimate_seconds"] = est.meta["stats"]["seconds"]
         rows = [_table_row("Light-PEFT", light)]
         if options.compare_vanilla:
             vanilla_dir = stage_dir / "vanilla"
             vanilla_dir.mkdir()
-            vanilla = _train_into(vanilla_dir, model_cfg, prepared, peft_cfg, args, None, None)
+            vanilla = _train_into(vanilla_dir, model_cfg, prepared, peft_cfg, args, None, None).summary
             rows.insert(0, _table_row("vanilla LoRA", vanilla))
-        table = summary_table(rows)
+        light["summary_table"] = summary_table(rows)
         if is_main_process():
-            (stage_dir / "summary.md").write_text(table + "\n")
+            (stage_dir / "summary.md").write_text(light["summary_table"] + "\n")
             write_json(stage_dir / RUN_FILE, light)
-    light["summary_table"] = table
-    return light
+    return result
 
 
 def _table_row(name: str, summary: dict) -> list:

@@ -18,6 +18,9 @@ from .masks import Gates
 from .metrics import make_hf_compute_metrics
 
 
+PAD_MULTIPLE = 16
+
+
 class EstimationTrainer(Trainer):
     """`Trainer` plus the two things estimation needs inside the step, and a separate learning rate for the gates.
 
@@ -83,7 +86,8 @@ def make_trainer(model, args, train_ds, eval_ds, tokenizer, metric_kind: str, cl
         args=args,
         train_dataset=train_ds,
         eval_dataset=eval_ds,
-        data_collator=DataCollatorWithPadding(tokenizer),
+        # few distinct shapes: CPU kernels pay a large one-off cost per new sequence length
+        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=PAD_MULTIPLE),
         processing_class=tokenizer,
         compute_metrics=make_hf_compute_metrics(metric_kind),
         **extra,

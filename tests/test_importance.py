@@ -1,0 +1,75 @@
+"""Importance statistics against a hand computation on a tiny example."""
+
+import torch
+
+from conftest import tiny_batch, tiny_model
+from lightpeft import arch
+from lightpeft.importance import ImportanceTracker, masked_token_mean, taylor_rank_scores
+from lightpeft.peft_modules import wrap_with_lora
+
+
+def test_taylor_score_is_abs_of_signed_mean_not_mean_of_abs():
+    a = torch.tensor([[1.0, -1.0], [2.0, 2.0]])  # (r=2, in=2)
+    ga = torch.tensor([[1.0, 1.0], [1.0, 1.0]])
+    b = torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]])  # (out=3, r=2)
+    gb = torch.tensor([[3.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    # rank 0: |mean(1, -1)| + |mean(3, 0, 0)| = 0 + 1; rank 1: |mean(2, 2)| + 0 = 2
+    assert torch.allclose(taylor_rank_scores(a, ga, b, gb), torch.tensor([1.0, 2.0]))
+
+
+def test_masked_token_mean_ignores_padding():
+    values = torch.tensor([[1.0, 2.0, 100.0], [3.0, 4.0, 5.0]])
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    assert torch.isclose(masked_token_mean(values, mask), torch.tensor(15.0 / 5))
+
+
+def _tracked_model(window=1.0, total_steps=2):
+    model = tiny_model()
+    name = arch.linear_names(model, ["q"])[0]
+    peft_model = wrap_with_lora(model, [name], r=2, alpha=4.0, dropout=0.0)
+    with torch.no_grad():
+        layer = peft_model.get_base_model().get_submodule(name)
+        layer.lora_B["default"].weight.normal_()
+    return peft_model, name, ImportanceTracker(peft_model, total_steps=total_steps, window=window)
+
+
+def test_module_and_rank_importance_match_hand_computation():
+    peft_model, name, tracker = _tracked_model()
+    layer = peft_model.get_base_model().get_submodule(name)
+    seen = {}
+    layer.register_forward_pre_hook(lambda m, args: seen.setdefault("x", args[0].detach()))
+    batch = tiny_batch()
+    peft_model.train()
+    out = peft_model(**batch, labels=torch.tensor([0, 1, 2]))
+    out.loss.backward()
+    tracker.end_step()
+
+    x = seen["x"]  # (B, T, hidden)
+    a, b = layer.lora_A["default"].weight, layer.lora_B["default"].weight
+    base = x @ layer.base_layer.weight.T + layer.base_layer.bias
+    delta = (x @ a.T @ b.T) * (4.0 / 2)
+    ratio = delta.norm(dim=-1) / base.norm(dim=-1)  # (B, T)
+    keep = batch["attention_mask"].bool()
+    expected_module = ratio[keep].mean()
+    expected_rank = (a * a.grad).mean(1).abs() + (b * b.grad).mean(0).abs()
+
+    names, module, rank = tracker.results()
+    assert names == [name]
+    assert torch.isclose(module[0], expected_module.float(), rtol=1e-4)
+    assert torch.allclose(rank[0], expected_rank.float(), rtol=1e-4)
+
+
+def test_only_the_window_is_averaged_and_eval_is_ignored():
+    peft_model, name, tracker = _tracked_model(window=0.5, total_steps=4)
+    batch = tiny_batch()
+    labels = torch.tensor([0, 1, 2])
+    for step in range(4):
+        peft_model.train()
+        peft_model(**batch, labels=labels).loss.backward()
+        if step < 2:
+            assert tracker.module_count.sum() == 0  # first half: nothing recorded
+        tracker.end_step()
+        peft_model.zero_grad()
+        peft_model.eval()
+        peft_model(**batch)  # eval forwards never count
+    assert tracker.module_count.item() == 2 and tracker.rank_count.item() == 2
