@@ -1,0 +1,7 @@
+"""`python -m lightpeft ...` (also `torchrun --nproc_per_node N -m lightpeft run ...`)."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
