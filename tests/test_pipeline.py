@@ -119,3 +119,13 @@ def test_unsupported_architecture_names_the_supported_ones(tmp_path, tiny_csv):
         pipeline.load_base(str(tmp_path / "gpt2"), 2)
     with pytest.raises(LightPeftError, match="does not exist"):
         pipeline.load_base(str(tmp_path / "nowhere"), 2)
+
+
+def test_checkpoint_head_that_does_not_fit_the_task_is_refused(tmp_path, tiny_csv):
+    from conftest import tiny_model
+
+    head3 = tiny_model(num_labels=3)
+    head3.config.architectures = ["BertForSequenceClassification"]
+    head3.save_pretrained(tmp_path / "head3")
+    with pytest.raises(LightPeftError, match="3 outputs but task"):
+        pipeline.load_task_base(ModelConfig(str(tmp_path / "head3")), pipeline.load_task(DataConfig(task=str(tiny_csv))))

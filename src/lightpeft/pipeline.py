@@ -26,7 +26,7 @@ from .data import TaskData, check_labels_fit, load_task, tokenize_task
 from .errors import LightPeftError
 from .estimate import Estimate, estimation_steps, run_estimation
 from .io import atomic_path, write_json
-from .models import BaseModel, load_base, load_tokenizer
+from .models import BaseModel, load_base, load_config, load_tokenizer
 from .peft_modules import export_state, head_modules, import_state, wrap_for_plan
 from .plan import Plan, choose
 from .report import markdown_table
@@ -213,9 +213,11 @@ def prepare(model_cfg: ModelConfig, data_cfg: DataConfig) -> Prepared:
 
 
 def load_task_base(model_cfg: ModelConfig, task: TaskData) -> BaseModel:
-    base = load_base(model_cfg.model_name_or_path, task.num_labels, regression=task.is_regression)
-    check_labels_fit(task, base.model.config.num_labels)
-    return base
+    """The base checkpoint with a head for `task`; a checkpoint that already has a trained head must match it."""
+    _, config = load_config(model_cfg.model_name_or_path)
+    has_head = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
+    check_labels_fit(task, config.num_labels if has_head else None)
+    return load_base(model_cfg.model_name_or_path, task.num_labels, regression=task.is_regression)
 
 
 def estimate(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, est_cfg: EstimateConfig,
