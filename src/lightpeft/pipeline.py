@@ -7,10 +7,12 @@ checkpoint, prunes it, injects LoRA as the plan says and starts a fresh optimize
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
 import platform
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -282,14 +284,10 @@ def _train_into(stage_dir: Path, model_cfg, prepared: Prepared, peft_cfg, args, 
 
 
 def _stage_args(args, output_dir: Path):
-    import dataclasses
-
     return dataclasses.replace(args, output_dir=str(output_dir))
 
 
 def _cleanup_trainer_dir(path: Path) -> None:
-    import shutil
-
     shutil.rmtree(path, ignore_errors=True)
 
 
