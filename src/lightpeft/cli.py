@@ -4,6 +4,8 @@
     lightpeft estimate --output_dir runs/est                          masks + LoRA importance only
     lightpeft plan     --estimate_dir runs/est --plan_path p.json     a new plan from an estimate, no training
     lightpeft train    --output_dir runs/t [--plan_path p.json --estimate_dir runs/est]   (no plan: vanilla PEFT)
+    lightpeft bench    --output_dir benchmarks/results/x [--seeds 42 43] [--shape_only roberta-base]
+                                                                      vanilla vs Light-PEFT side by side
 
 Every subcommand takes `--config FILE.yaml|json`; flags given on the command line override the file.
 """
@@ -20,6 +22,7 @@ from transformers import HfArgumentParser
 
 from .config import (DataConfig, EstimateConfig, LightPeftTrainingArguments, ModelConfig, PeftSettings, PlanConfig,
                      RunOptions)
+from .bench.config import BenchConfig
 from .errors import LightPeftError
 
 COMMANDS = {
@@ -27,6 +30,8 @@ COMMANDS = {
     "estimate": (ModelConfig, DataConfig, PeftSettings, EstimateConfig, RunOptions, LightPeftTrainingArguments),
     "plan": (PlanConfig, RunOptions),
     "train": (ModelConfig, DataConfig, PeftSettings, RunOptions, LightPeftTrainingArguments),
+    "bench": (ModelConfig, DataConfig, PeftSettings, EstimateConfig, PlanConfig, BenchConfig, RunOptions,
+              LightPeftTrainingArguments),
 }
 
 
@@ -142,7 +147,17 @@ def _train(model_cfg, data_cfg, peft_cfg, options, args) -> int:
     return 0
 
 
-HANDLERS = {"run": _run, "estimate": _estimate, "plan": _plan, "train": _train}
+def _bench(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, bench_cfg, options, args) -> int:
+    from .bench.report import markdown
+    from .bench.runner import run_bench
+
+    bench = run_bench(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, bench_cfg, args,
+                      overwrite=options.overwrite_output_dir)
+    print(markdown(bench))
+    return 0
+
+
+HANDLERS = {"run": _run, "estimate": _estimate, "plan": _plan, "train": _train, "bench": _bench}
 
 if __name__ == "__main__":
     sys.exit(main())
