@@ -50,8 +50,8 @@ def summarise_arm(repeats: list[dict]) -> dict:
         out[key] = first.get(key)
     profiles = [r["profile"] for r in repeats if "profile" in r]
     if profiles:
-        out["profile"] = profiles[0] | {"parts_seconds": {
-            part: _median([p["parts_seconds"][part] for p in profiles]) for part in profiles[0]["parts_seconds"]}}
+        parts = {part: _median([p["parts_seconds"][part] for p in profiles]) for part in profiles[0]["parts_seconds"]}
+        out["profile"] = profiles[0] | {"parts_seconds": parts, "step_seconds": sum(parts.values())}
     return out
 
 
