@@ -121,6 +121,7 @@ class EstimateConfig:
 
 
 SCOPES = ("layer", "global")
+GQA_POLICIES = ("kv_group", "per_group")
 
 
 @dataclass
@@ -132,6 +133,12 @@ class PlanConfig:
     module_ratio: float = field(default=0.75, metadata={"help": "Fraction of PEFT modules to prune (global)."})
     rank_ratio: float = field(default=0.5, metadata={"help": "Fraction of LoRA rank units to prune."})
     rank_scope: str = field(default="global", metadata={"help": "`global` over surviving modules, or `layer`."})
+    gqa_policy: str = field(
+        default="kv_group",
+        metadata={"help": "Grouped-query attention (Llama, Mistral, Qwen): `kv_group` prunes whole key/value groups "
+                  "(scored by the mean gate of their query heads; k/v and the KV cache shrink too); `per_group` "
+                  "prunes the same number of query heads in every group (k/v stay whole)."},
+    )
 
     def __post_init__(self):
         for name in ("head_ratio", "ffn_ratio", "module_ratio", "rank_ratio"):
@@ -139,6 +146,8 @@ class PlanConfig:
         for name in ("head_scope", "ffn_scope", "rank_scope"):
             if getattr(self, name) not in SCOPES:
                 raise LightPeftError(f"--{name} must be one of {', '.join(SCOPES)}, got {getattr(self, name)!r}")
+        if self.gqa_policy not in GQA_POLICIES:
+            raise LightPeftError(f"--gqa_policy must be one of {', '.join(GQA_POLICIES)}, got {self.gqa_policy!r}")
 
 
 @dataclass
