@@ -4,13 +4,33 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification, BertConfig, RobertaConfig
+from transformers import (AutoModelForSequenceClassification, BertConfig, GPT2Config, LlamaConfig, MistralConfig,
+                          OPTConfig, Qwen2Config, Qwen3Config, RobertaConfig)
 
 TINY = dict(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
             hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, max_position_embeddings=64)
+# Decoders pad with id 0, as `tiny_batch` does. Llama-style ones use grouped-query attention: 6 query heads over
+# 2 key/value heads (3 for Mistral, with a sliding window shorter than the test sequences).
+_GQA = dict(vocab_size=120, hidden_size=48, num_hidden_layers=2, num_attention_heads=6, num_key_value_heads=2,
+            head_dim=8, intermediate_size=37, max_position_embeddings=64, pad_token_id=0)
+DECODERS = {
+    "opt": lambda **kw: OPTConfig(**{**dict(vocab_size=120, hidden_size=32, word_embed_proj_dim=32, num_hidden_layers=2,
+                                           num_attention_heads=4, ffn_dim=37, max_position_embeddings=64, dropout=0.0,
+                                           attention_dropout=0.0, pad_token_id=0), **kw}),
+    "gpt2": lambda **kw: GPT2Config(**{**dict(vocab_size=120, n_embd=32, n_layer=2, n_head=4, n_inner=37,
+                                             n_positions=64, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                                             pad_token_id=0), **kw}),
+    "llama": lambda **kw: LlamaConfig(**{**_GQA, **kw}),
+    "qwen2": lambda **kw: Qwen2Config(**{**_GQA, **kw}),
+    "qwen3": lambda **kw: Qwen3Config(**{**_GQA, **kw}),
+    "mistral": lambda **kw: MistralConfig(**{**_GQA, "num_key_value_heads": 3, "sliding_window": 4, **kw}),
+}
+FAMILIES = ["bert", "roberta", *DECODERS]
 
 
 def tiny_config(family: str = "bert", num_labels: int = 3, **overrides):
+    if family in DECODERS:
+        return DECODERS[family](num_labels=num_labels, **overrides)
     kwargs = {**TINY, "num_labels": num_labels, **overrides}
     if family == "roberta":
         return RobertaConfig(pad_token_id=1, **kwargs)
@@ -26,11 +46,12 @@ def tiny_batch(batch: int = 3, length: int = 7, seed: int = 1):
     g = torch.Generator().manual_seed(seed)
     input_ids = torch.randint(5, 100, (batch, length), generator=g)
     attention_mask = torch.ones(batch, length, dtype=torch.long)
-    attention_mask[0, -2:] = 0  # some padding
+    attention_mask[0, -2:] = 0  # some padding (right side, id 0: decoder classifiers read the last other token)
+    input_ids[0, -2:] = 0
     return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
-@pytest.fixture(params=["bert", "roberta"])
+@pytest.fixture(params=FAMILIES)
 def family(request):
     return request.param
 
@@ -45,7 +66,9 @@ def save_tiny_model_dir(directory, family: str = "bert", seed: int = 0):
     directory.mkdir(parents=True, exist_ok=True)
     vocab = directory / "vocab.txt"
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    # decoders take no token_type_ids; their configs pad with id 0 = [PAD], as this tokenizer does
+    inputs = ["input_ids", "attention_mask"] if family in DECODERS else ["input_ids", "token_type_ids", "attention_mask"]
+    tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True, model_input_names=inputs)
     overrides = {"pad_token_id": 0} if family == "roberta" else {}
     model = tiny_model(family, seed=seed, num_labels=2, **overrides)
     model.save_pretrained(directory)

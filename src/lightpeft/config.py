@@ -141,6 +141,7 @@ class EstimateConfig:
 
 
 SCOPES = ("layer", "global")
+GQA_POLICIES = ("kv_group", "per_group")
 
 
 @dataclass
@@ -171,6 +172,12 @@ class PlanConfig:
     budget_seq_length: int = field(
         default=128, metadata={"help": "Tokens per example assumed by --target_train_speedup's FLOP count."}
     )
+    gqa_policy: str = field(
+        default="kv_group",
+        metadata={"help": "Grouped-query attention (Llama, Mistral, Qwen): `kv_group` prunes whole key/value groups "
+                  "(scored by the mean gate of their query heads; k/v and the KV cache shrink too); `per_group` "
+                  "prunes the same number of query heads in every group (k/v stay whole)."},
+    )
 
     def __post_init__(self):
         for name in ("head_ratio", "ffn_ratio", "module_ratio", "rank_ratio"):
@@ -187,6 +194,8 @@ class PlanConfig:
         for name in ("head_scope", "ffn_scope", "rank_scope"):
             if getattr(self, name) not in SCOPES:
                 raise LightPeftError(f"--{name} must be one of {', '.join(SCOPES)}, got {getattr(self, name)!r}")
+        if self.gqa_policy not in GQA_POLICIES:
+            raise LightPeftError(f"--gqa_policy must be one of {', '.join(GQA_POLICIES)}, got {self.gqa_policy!r}")
 
 
 @dataclass

@@ -12,6 +12,7 @@ import torch
 from peft import LoraConfig, TaskType, get_peft_model
 from peft.utils import ModulesToSaveWrapper
 from torch import nn
+from transformers.pytorch_utils import Conv1D
 
 from .errors import LightPeftError
 from .importance import lora_layers
@@ -38,6 +39,8 @@ def wrap_with_lora(model: nn.Module, targets: list[str], r: int, alpha: float, d
         lora_dropout=dropout,
         rank_pattern={re.escape(n): k for n, k in ranks.items() if k != r},
         alpha_pattern={re.escape(n): alpha * k / r for n, k in ranks.items() if k != r},
+        # GPT-2's Conv1D stores weights (in, out); peft needs to be told (it only warns and fixes it otherwise)
+        fan_in_fan_out=any(isinstance(model.get_submodule(t), Conv1D) for t in targets),
     )
     return get_peft_model(model, config)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModelForSequenceClassification
+from transformers.pytorch_utils import Conv1D
 
 from . import arch
 from .config import (DataConfig, EstimateConfig, LightPeftTrainingArguments, ModelConfig, PeftSettings,
@@ -31,7 +32,7 @@ from .estimate import Estimate, estimation_steps, run_estimation
 from .io import atomic_path, write_json
 from .models import BaseModel, load_base, load_config, load_tokenizer
 from .peft_modules import export_state, head_modules, import_state, wrap_for_plan
-from .plan import Plan, choose
+from .plan import Plan, choose, kv_heads_of
 from .report import markdown_table
 from .surgery import prune_backbone, slice_peft_state
 from .training import make_trainer, measured, planned_steps
@@ -69,13 +70,16 @@ def structure_plan(estimate: Estimate, cfg: PlanConfig) -> Plan:
     """The plan `cfg`'s ratios give on `estimate`, without parameter counts (cheap: no model is built)."""
     meta = estimate.meta
     roles = {name: tuple(role) for name, role in meta["module_roles"].items()}
+    num_kv_heads = meta.get("num_kv_heads", meta["num_heads"])
+    group_size = meta["num_heads"] // num_kv_heads
     heads, ffn, modules = choose(estimate.head_masks, estimate.ffn_masks, estimate.module_names,
-                                 estimate.module_importance, estimate.rank_importance, cfg, roles)
+                                 estimate.module_importance, estimate.rank_importance, cfg, roles, group_size)
     return Plan(
         base_fingerprint=estimate.fingerprint, model_type=meta["model_type"], num_layers=meta["num_layers"],
         num_heads=meta["num_heads"], head_size=meta["head_size"], ffn_size=meta["ffn_size"], heads=heads, ffn=ffn,
         lora_modules=modules, lora_r=meta["lora"]["r"], lora_alpha=meta["lora"]["alpha"],
         lora_dropout=meta["lora"]["dropout"], kind="light-peft", ratios=vars(cfg).copy(),
+        num_kv_heads=num_kv_heads, kv_heads=kv_heads_of(heads, group_size),
     )
 
 
@@ -83,6 +87,7 @@ def vanilla_plan(base: BaseModel, peft_cfg: PeftSettings) -> Plan:
     """Plain PEFT as a plan: nothing pruned, LoRA with full rank on the vanilla targets (the paper's baseline)."""
     model, config = base.model, base.model.config
     layers, heads, ffn = arch.num_layers(model), arch.num_heads(config), arch.ffn_size(config)
+    kv_heads = arch.num_kv_heads(config)
     modules = {n: {"layer": layer, "role": r, "ranks": list(range(peft_cfg.lora_r))}
                for n, (layer, r) in arch.linear_roles(model, peft_cfg.vanilla_targets).items()}
     plan = Plan(
@@ -90,6 +95,7 @@ def vanilla_plan(base: BaseModel, peft_cfg: PeftSettings) -> Plan:
         head_size=arch.head_size(config), ffn_size=ffn, heads=[list(range(heads))] * layers,
         ffn=[list(range(ffn))] * layers, lora_modules=modules, lora_r=peft_cfg.lora_r,
         lora_alpha=peft_cfg.lora_alpha, lora_dropout=peft_cfg.lora_dropout, kind="vanilla",
+        num_kv_heads=kv_heads, kv_heads=[list(range(kv_heads))] * layers,
     )
     plan.counts = count_plan(plan, config)
     return plan
@@ -125,7 +131,8 @@ def count_plan(plan: Plan, config, estimate_modules: dict | None = None) -> dict
 def _counted_train_speedup(plan: Plan, config) -> float:
     """Training-step FLOPs of PEFT on the unpruned model (backward to block 0) over this plan's (see budget.py)."""
     full = dataclasses.replace(plan, heads=[list(range(plan.num_heads))] * plan.num_layers,
-                               ffn=[list(range(plan.ffn_size))] * plan.num_layers)
+                               ffn=[list(range(plan.ffn_size))] * plan.num_layers,
+                               kv_heads=[list(range(plan.num_kv_heads))] * plan.num_layers)
     before = train_step_cost(block_costs(full, config, 128), 0)
     return before / train_step_cost(block_costs(plan, config, 128), lowest_peft_block(plan))
 
@@ -133,11 +140,8 @@ def _counted_train_speedup(plan: Plan, config) -> float:
 def _structure_counts(model, lora_ranks: dict[str, int]) -> dict:
     backbone = model.base_model
     layers = backbone.get_submodule(arch.get_arch(model).layers)
-    linear_weights = sum(m.weight.numel() for m in layers.modules() if isinstance(m, torch.nn.Linear))
-    lora = 0
-    for name, rank in lora_ranks.items():
-        linear = model.get_submodule(name)
-        lora += rank * (linear.in_features + linear.out_features) if isinstance(linear, torch.nn.Linear) else 0
+    linear_weights = sum(m.weight.numel() for m in layers.modules() if isinstance(m, (torch.nn.Linear, Conv1D)))
+    lora = sum(rank * sum(arch.features(model.get_submodule(name))) for name, rank in lora_ranks.items())
     return {"foundation": sum(p.numel() for p in backbone.parameters()), "flops": 2 * linear_weights, "lora": lora}
 
 

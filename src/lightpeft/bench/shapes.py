@@ -56,7 +56,8 @@ def synthetic_estimate(model, peft_cfg, seed: int) -> Estimate:
     roles = arch.linear_roles(model, peft_cfg.estimate_targets)
     names = list(roles)
     meta = {"base_fingerprint": "random-init", "model_type": config.model_type, "num_layers": layers,
-            "num_heads": heads, "head_size": arch.head_size(config), "ffn_size": ffn,
+            "num_heads": heads, "num_kv_heads": arch.num_kv_heads(config), "head_size": arch.head_size(config),
+            "ffn_size": ffn,
             "lora": {"r": peft_cfg.lora_r, "alpha": peft_cfg.lora_alpha, "dropout": peft_cfg.lora_dropout},
             "module_names": names, "module_roles": {n: list(r) for n, r in roles.items()},
             "config": config.to_dict()}
