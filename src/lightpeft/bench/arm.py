@@ -49,12 +49,14 @@ def train_arm(spec: dict) -> dict:
     memory.release()
     baseline = memory.rss_mb()  # process with libraries and tokenized data, before any model exists
     if spec["arm"] == "vanilla":
-        summary = train(model_cfg, data_cfg, peft_cfg, args, prepared=prepared, overwrite=True).summary
+        result = train(model_cfg, data_cfg, peft_cfg, args, prepared=prepared, overwrite=True)
         estimate_seconds = 0.0
     else:
-        summary = run(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, args,
-                      RunOptions(overwrite_output_dir=True), prepared=prepared).summary
-        estimate_seconds = summary["estimate_seconds"]
+        result = run(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, args, RunOptions(overwrite_output_dir=True),
+                     prepared=prepared)
+        estimate_seconds = result.summary["estimate_seconds"]
+    summary = result.summary
+    weights_mb = model_megabytes(result.model)
     train_seconds = summary["train_seconds_excluding_eval"]
     examples = summary["task"]["train_rows"] * args.num_train_epochs
     return {
@@ -66,8 +68,11 @@ def train_arm(spec: dict) -> dict:
         "train_throughput": examples / train_seconds,
         "baseline_rss_mb": baseline, "peak_train_rss_mb": summary["peak_rss_mb"],
         "peak_is_stage_only": summary.get("peak_is_stage_only"),
+        # CPU: weights + what the training stage allocated on top (its peak RSS over its starting RSS); counting
+        # the weights by their bytes keeps allocator leftovers of model loading and pruning out of the figure
         "train_memory_mb": summary["peak_cuda_mb"] if summary["peak_cuda_mb"] is not None
-        else summary["peak_rss_mb"] - baseline,
+        else weights_mb + summary["peak_rss_mb"] - summary["start_rss_mb"],
+        "train_weights_mb": weights_mb,
         "foundation_params": summary["foundation_params"], "trainable_params": summary["trainable_params"],
         "plan_counts": summary["plan_counts"], "environment": summary["environment"],
     }
@@ -80,8 +85,6 @@ def infer_arm(spec: dict) -> dict:
     from transformers import DataCollatorWithPadding
 
     collator = DataCollatorWithPadding(prepared.tokenizer, pad_to_multiple_of=PAD_MULTIPLE)
-    memory.release()
-    baseline = memory.rss_mb()
     model = load_pruned(model_cfg.model_name_or_path, spec["run_dir"]).to(device)
     train_batch = batches_of(prepared.train_ds, collator, args.per_device_train_batch_size, 0, device,
                              labels=True)[0]
@@ -99,7 +102,7 @@ def infer_arm(spec: dict) -> dict:
         batches = batches_of(prepared.eval_ds, collator, batch_size, spec["infer_examples"], device)
         timing = time_inference(model, batches)
         timing["memory_mb"] = timing["peak_cuda_mb"] if timing["peak_cuda_mb"] is not None \
-            else timing["peak_rss_mb"] - baseline
+            else result["model_mb"] + timing["activation_rss_mb"]
         result["inference"][str(batch_size)] = timing
     return result
 

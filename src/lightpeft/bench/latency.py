@@ -34,13 +34,15 @@ def batches_of(dataset, collator, batch_size: int, examples: int, device, labels
 
 @torch.inference_mode()
 def time_inference(model: torch.nn.Module, batches: list[dict]) -> dict:
-    """Median latency per batch and throughput, after warm-up batches (which also fix CPU kernel choices)."""
+    """Median latency per batch and throughput, after warm-up batches (which also fix CPU kernel choices), and the
+    RSS that inference adds over the loaded model (warm-up included: it allocates the same activations)."""
     model.eval()
+    memory.release()
+    start_rss = memory.rss_mb()
+    memory.reset_peak()
     for batch in batches[:WARMUP_BATCHES]:
         model(**batch)
     _sync()
-    memory.release()
-    memory.reset_peak()
     latencies, examples = [], 0
     for batch in batches[WARMUP_BATCHES:]:
         start = time.perf_counter()
@@ -53,6 +55,7 @@ def time_inference(model: torch.nn.Module, batches: list[dict]) -> dict:
         "throughput_examples_per_s": examples / sum(latencies),
         "batches": len(latencies),
         "peak_rss_mb": memory.peak_rss_mb(),
+        "activation_rss_mb": memory.peak_rss_mb() - start_rss,  # what inference allocates over the loaded model
         "peak_cuda_mb": memory.peak_cuda_mb(),
     }
 

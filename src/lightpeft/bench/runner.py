@@ -111,7 +111,7 @@ def _assemble(bench_cfg, data_cfg, per_arm: dict, configs: dict, training: dict)
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "seeds": bench_cfg.seeds,
         "infer_batch_sizes": bench_cfg.infer_batch_sizes,
-        "environment": environment(),
+        "environment": environment() | {"lightpeft_commit": _git_commit()},
         "configs": configs | {"training": training, "BenchConfig": dataclasses.asdict(bench_cfg)},
         "arms": arms,
         "repeats": per_arm,
@@ -131,8 +131,8 @@ def _description(bench_cfg, training: dict, configs: dict) -> str:
                 f"rank ratio {plan['rank_ratio']:.3g}; batch {bench_cfg.shape_batch_size} x "
                 f"{bench_cfg.shape_seq_length} tokens, {bench_cfg.shape_steps} timed AdamW steps after warm-up, "
                 f"seeds {bench_cfg.seeds}. Throughput and memory only (no accuracy; no estimation stage, so "
-                "end-to-end = training). Memory: CUDA allocator peak on GPU, peak RSS above the pre-model baseline on "
-                "CPU.")
+                "end-to-end = training). Memory: CUDA allocator peak on GPU; on CPU the model's weight bytes plus the "
+                "peak RSS the timed work added over the loaded model.")
     model = configs["ModelConfig"]["model_name_or_path"]
     data = configs["DataConfig"]
     return (f"Model `{model}`, task `{data['task']}` (train rows ≤ {data['max_train_samples']}, dev rows ≤ "
@@ -140,9 +140,22 @@ def _description(bench_cfg, training: dict, configs: dict) -> str:
             f"{training['per_device_train_batch_size']}, {training['num_train_epochs']} epochs, lr "
             f"{training['learning_rate']}, seeds {bench_cfg.seeds} (arm order alternates). Each arm trains in its own "
             "process; times and memory are medians over seeds, the dev metric is the mean ± std of the best epoch. "
-            "Training memory: CUDA allocator peak on GPU; on CPU the training stage's peak RSS minus the process RSS "
-            "before any model was loaded. Inference: LoRA merged, dev examples, median batch latency after warm-up; "
-            "memory = peak above the same baseline.")
+            "Memory: CUDA allocator peak on GPU; on CPU the model's weight bytes plus the peak RSS the stage added "
+            "over the loaded model (so allocator leftovers of loading and pruning are not counted). Inference: LoRA "
+            "merged, dev examples, median batch latency after warm-up.")
+
+
+def _git_commit() -> str | None:
+    """The source revision the figures come from (with `+dirty` for uncommitted changes), when run from a checkout."""
+    root = Path(__file__).resolve().parents[3]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
 
 
 def _progress(message: str, started: float) -> None:

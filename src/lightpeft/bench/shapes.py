@@ -86,8 +86,6 @@ def random_batch(config, batch_size: int, seq_length: int, device, seed: int) ->
 def shape_arm(spec: dict, peft_cfg, plan_cfg) -> dict:
     """Train-step throughput, memory and inference timing of one arm of a shape-only benchmark."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    memory.release()
-    baseline = memory.rss_mb()
     model, plan = build_shape_model(spec["shape_only"], spec["arm"], peft_cfg, plan_cfg, spec["seed"])
     model.to(device)
     config = model.config
@@ -105,6 +103,7 @@ def shape_arm(spec: dict, peft_cfg, plan_cfg) -> dict:
         step()
     _sync()
     memory.release()
+    start_rss = memory.rss_mb()
     memory.reset_peak()
     start = time.perf_counter()
     for _ in range(spec["steps"]):
@@ -112,7 +111,7 @@ def shape_arm(spec: dict, peft_cfg, plan_cfg) -> dict:
     _sync()
     seconds = time.perf_counter() - start
     peak_cuda = memory.peak_cuda_mb()
-    train_memory = peak_cuda if peak_cuda is not None else memory.peak_rss_mb() - baseline
+    train_memory = peak_cuda if peak_cuda is not None else model_megabytes(model) + memory.peak_rss_mb() - start_rss
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     merged = model.merge_and_unload()
     inference = {}
@@ -121,7 +120,7 @@ def shape_arm(spec: dict, peft_cfg, plan_cfg) -> dict:
                     if k != "labels"} for i in range(WARMUP_BATCHES + max(3, spec["steps"]))]
         timing = time_inference(merged, batches)
         timing["memory_mb"] = timing["peak_cuda_mb"] if timing["peak_cuda_mb"] is not None \
-            else timing["peak_rss_mb"] - baseline
+            else model_megabytes(merged) + timing["activation_rss_mb"]
         inference[str(size)] = timing
     examples = spec["steps"] * spec["batch_size"]
     return {"arm": spec["arm"], "seed": spec["seed"], "metric": None, "best_metric": None, "final_metric": None,
