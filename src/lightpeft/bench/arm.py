@@ -110,6 +110,8 @@ def infer_arm(spec: dict) -> dict:
 def main(argv: list[str]) -> int:
     mode, spec_path, out_path = argv
     spec = json.loads(Path(spec_path).read_text())
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
     if mode == "shape":
         from .shapes import shape_arm
 

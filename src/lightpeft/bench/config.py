@@ -53,6 +53,11 @@ class BenchConfig:
         metadata={"help": "Extra Light-PEFT arms planned by budget (--target_train_speedup each value), for the "
                   "accuracy vs speed-up curve (tradeoff.png), e.g. 1.5 2.0 2.5."},
     )
+    threads: int | None = field(
+        default=None,
+        metadata={"help": "CPU threads per arm process (torch.set_num_threads); default: torch's choice. Use 1 to "
+                  "time on a machine where other work runs (OpenMP barriers stall badly when cores are shared)."},
+    )
     bench_label: str | None = field(default=None, metadata={"help": "Name shown in the report (default: the task)."})
 
     def __post_init__(self):
@@ -64,6 +69,8 @@ class BenchConfig:
         for name in ("infer_examples", "shape_steps", "shape_batch_size", "shape_seq_length"):
             if getattr(self, name) <= 0:
                 raise LightPeftError(f"--{name} must be > 0, got {getattr(self, name)}")
+        if self.threads is not None and self.threads <= 0:
+            raise LightPeftError(f"--threads must be > 0, got {self.threads}")
         if any(s <= 1.0 for s in self.tradeoff_speedups):
             raise LightPeftError(f"--tradeoff_speedups must all be > 1, got {self.tradeoff_speedups}")
         if any(b <= 0 for b in self.infer_batch_sizes):

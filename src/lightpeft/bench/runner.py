@@ -33,9 +33,12 @@ SCHEMA_VERSION = 1
 def _child(mode: str, spec: dict, work: Path, tag: str) -> dict:
     spec_path, out_path, log_path = (work / "logs" / f"{tag}-{mode}.{ext}" for ext in ("spec.json", "json", "log"))
     spec_path.write_text(json.dumps(spec, indent=2))
+    env = dict(os.environ)
+    if spec.get("threads"):
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(spec["threads"])
     with open(log_path, "w") as log:
         proc = subprocess.run([sys.executable, "-m", "lightpeft.bench.arm", mode, str(spec_path), str(out_path)],
-                              stdout=log, stderr=subprocess.STDOUT)
+                              stdout=log, stderr=subprocess.STDOUT, env=env, check=False)
     if proc.returncode != 0:
         kept = Path(tempfile.gettempdir()) / f"lightpeft-bench-{tag}-{mode}.log"  # the work dir is discarded
         shutil.copyfile(log_path, kept)
@@ -76,7 +79,7 @@ def run_bench(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, bench_cfg, args,
                         "infer_batch_sizes": bench_cfg.infer_batch_sizes, "infer_examples": bench_cfg.infer_examples,
                         "shape_only": bench_cfg.shape_only, "steps": bench_cfg.shape_steps,
                         "batch_size": bench_cfg.shape_batch_size, "seq_length": bench_cfg.shape_seq_length,
-                        "plan_overrides": _plan_overrides(arm), "load_before": os.getloadavg()[0]}
+                        "plan_overrides": _plan_overrides(arm), "threads": bench_cfg.threads, "load_before": os.getloadavg()[0]}
                 if bench_cfg.shape_only:
                     _progress(f"[{done + 1}/{total}] seed {seed} {arm_label(arm)}: timing {bench_cfg.shape_only} "
                               "(random init)", started)
