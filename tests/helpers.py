@@ -7,9 +7,8 @@ import torch
 from lightpeft import arch
 from lightpeft.config import PEFT_ROLES, PlanConfig
 from lightpeft.fingerprint import fingerprint
-from lightpeft.importance import lora_layers
 from lightpeft.models import BaseModel
-from lightpeft.peft_modules import wrap_with_lora
+from lightpeft.peft_modules import lora_layers, wrap_with_lora
 from lightpeft.plan import Plan, choose
 
 
@@ -44,4 +43,5 @@ def random_plan(model, cfg: PlanConfig, r: int = 4, alpha: float = 8.0, seed: in
                                            torch.rand(len(names), r, generator=g), cfg, roles)
     return Plan(base_fingerprint=fingerprint(model), model_type=model.config.model_type, num_layers=layers,
                 num_heads=heads, head_size=arch.head_size(model.config), ffn_size=ffn, heads=heads_kept,
-                ffn=ffn_kept, lora_modules=modules, lora_r=r, lora_alpha=alpha, lora_dropout=0.0)
+                ffn=ffn_kept, peft="lora", peft_config={"r": r, "alpha": alpha, "dropout": 0.0},
+                peft_modules=modules)

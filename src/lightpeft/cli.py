@@ -4,6 +4,10 @@
     lightpeft estimate --output_dir runs/est                          masks + LoRA importance only
     lightpeft plan     --estimate_dir runs/est --plan_path p.json     a new plan from an estimate, no training
     lightpeft train    --output_dir runs/t [--plan_path p.json --estimate_dir runs/est]   (no plan: vanilla PEFT)
+    lightpeft predict  --run_dir runs/t (--text "..." ["..."] | --input_file F) [--output_file preds.jsonl]
+    lightpeft export   --run_dir runs/t --output_dir exports/t    compact model (+ vanilla peft adapter for LoRA)
+
+`--peft adapter` switches estimate/run/train from LoRA to bottleneck adapters.
 
 Every subcommand takes `--config FILE.yaml|json`; flags given on the command line override the file.
 """
@@ -18,8 +22,8 @@ from pathlib import Path
 import yaml
 from transformers import HfArgumentParser
 
-from .config import (DataConfig, EstimateConfig, LightPeftTrainingArguments, ModelConfig, PeftSettings, PlanConfig,
-                     RunOptions)
+from .config import (DataConfig, EstimateConfig, ExportConfig, LightPeftTrainingArguments, ModelConfig, PeftSettings,
+                     PlanConfig, PredictConfig, RunOptions)
 from .errors import LightPeftError
 
 COMMANDS = {
@@ -27,6 +31,8 @@ COMMANDS = {
     "estimate": (ModelConfig, DataConfig, PeftSettings, EstimateConfig, RunOptions, LightPeftTrainingArguments),
     "plan": (PlanConfig, RunOptions),
     "train": (ModelConfig, DataConfig, PeftSettings, RunOptions, LightPeftTrainingArguments),
+    "predict": (PredictConfig,),
+    "export": (ExportConfig,),
 }
 
 
@@ -142,7 +148,28 @@ def _train(model_cfg, data_cfg, peft_cfg, options, args) -> int:
     return 0
 
 
-HANDLERS = {"run": _run, "estimate": _estimate, "plan": _plan, "train": _train}
+def _predict(cfg) -> int:
+    from .predict import predictions_table, run_predict
+
+    rows = run_predict(cfg)
+    if cfg.output_file:
+        print(f"{len(rows)} predictions -> {cfg.output_file}")
+    else:
+        print(predictions_table(rows))
+    return 0
+
+
+def _export(cfg) -> int:
+    from .export import export_run
+
+    out = export_run(cfg.run_dir, cfg.output_dir, cfg.model_name_or_path, cfg.overwrite_output_dir)
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    print(f"export: {out} ({size / 2**20:.1f} MB); load with lightpeft.load_exported({str(out)!r})")
+    return 0
+
+
+HANDLERS = {"run": _run, "estimate": _estimate, "plan": _plan, "train": _train, "predict": _predict,
+            "export": _export}
 
 if __name__ == "__main__":
     sys.exit(main())

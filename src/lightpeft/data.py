@@ -128,11 +128,10 @@ def tokenize_task(task: TaskData, tokenizer, max_seq_length: int) -> tuple[datas
     """
     _check_max_seq_length(tokenizer, max_seq_length)
 
-    has_pair, separator = task.has_pair, _pair_separator(tokenizer)
+    has_pair = task.has_pair
 
     def encode(batch: dict) -> dict:
-        texts = (batch[TEXT], [separator + pair for pair in batch[TEXT_PAIR]]) if has_pair else (batch[TEXT],)
-        encoded = tokenizer(*texts, truncation=True, max_length=max_seq_length)
+        encoded = encode_texts(tokenizer, batch[TEXT], batch[TEXT_PAIR] if has_pair else None, max_seq_length)
         encoded["labels"] = batch[LABEL]
         return dict(encoded)
 
@@ -162,6 +161,45 @@ def check_labels_fit(task: TaskData, num_labels_of_model: int | None) -> None:
         f"the model's classification head has {num_labels_of_model} outputs but task {task.name!r} has {kind}; "
         f"start from a base checkpoint without a task head, or use a task with {num_labels_of_model} labels"
     )
+
+
+def encode_texts(tokenizer, texts: list[str], pairs: list[str] | None, max_seq_length: int, **kwargs):
+    """Tokenize texts (and second texts) exactly as training did: truncation to `max_seq_length`, longest first,
+    and a newline before the second text for tokenizers whose pair template adds no separator. `kwargs` go to
+    the tokenizer (e.g. `padding=True, return_tensors="pt"` for inference)."""
+    texts_in = (texts, [_pair_separator(tokenizer) + pair for pair in pairs]) if pairs is not None else (texts,)
+    return tokenizer(*texts_in, truncation=True, max_length=max_seq_length, **kwargs)
+
+
+def read_texts(path: str | Path, text_column: str | None = None,
+               text_pair_column: str | None = None) -> tuple[list[str], list[str] | None]:
+    """Unlabelled inputs for prediction: a `.txt` file (one text per non-empty line) or a CSV/TSV/JSON/JSONL file
+    whose text (and pair) columns are named or auto-detected as for training files.
+
+    Returns:
+        `(texts, pairs)`; `pairs` is None when the file has no second text column.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise LightPeftError(f"input file {path} does not exist; pass an existing .txt/.csv/.tsv/.json/.jsonl file")
+    if path.suffix.lower() == ".txt":
+        try:
+            texts = [line for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+        except UnicodeDecodeError:
+            raise LightPeftError(f"cannot read {path} as UTF-8 text; fix the file") from None
+        if not texts:
+            raise LightPeftError(f"input file {path} has no text; write one text per line")
+        return texts, None
+    frame = _read_table(path)
+    cfg = DataConfig(task=str(path), text_column=text_column, text_pair_column=text_pair_column)
+    columns = _pick_columns(frame, cfg, path)
+    for column, flag in ((columns.text, "--text_column"), (columns.pair, "--text_pair_column")):
+        if column is not None:
+            _require_column(frame, column, path, flag)
+            if frame[column].isna().any():
+                raise LightPeftError(f"rows of {path} have no text in column {column!r}; drop or fill them")
+    texts = _as_text(frame[columns.text])
+    return texts, _as_text(frame[columns.pair]) if columns.pair else None
 
 
 # ----------------------------------------------------------------------------------------------------------------
