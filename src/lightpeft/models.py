@@ -46,8 +46,12 @@ def load_tokenizer(name_or_path: str, tokenizer_name: str | None = None):
     return tokenizer
 
 
-def load_base(name_or_path: str, num_labels: int, regression: bool = False) -> BaseModel:
-    """Load `name_or_path` as a sequence classifier with `num_labels` outputs (1 for regression)."""
+def load_base(name_or_path: str, num_labels: int, regression: bool = False, replace_head: bool = False) -> BaseModel:
+    """Load `name_or_path` as a sequence classifier with `num_labels` outputs (1 for regression).
+
+    `replace_head`: a task head of another size in the checkpoint is fine (it is about to be replaced by a run's
+    trained head); otherwise transformers refuses the size mismatch.
+    """
     path, config = load_config(name_or_path)
     config.num_labels = num_labels
     config.problem_type = "regression" if regression else "single_label_classification"
@@ -55,7 +59,7 @@ def load_base(name_or_path: str, num_labels: int, regression: bool = False) -> B
     hf_logging.set_verbosity_error()  # the "newly initialised head" report is expected; we record it ourselves
     try:
         model, info = AutoModelForSequenceClassification.from_pretrained(
-            path, config=config, output_loading_info=True, dtype=torch.float32
+            path, config=config, output_loading_info=True, dtype=torch.float32, ignore_mismatched_sizes=replace_head
         )
     finally:
         hf_logging.set_verbosity(verbosity)

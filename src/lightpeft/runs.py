@@ -81,7 +81,8 @@ def load_pruned(base: str | BaseModel | None, run_dir: str | Path):
     summary, plan, state = _read(run_dir)
     if not isinstance(base, BaseModel):
         task = summary["task"]
-        base = load_base(base_path_of(summary, run_dir, base), task["num_labels"], regression=task["regression"])
+        base = load_base(base_path_of(summary, run_dir, base), task["num_labels"], task["regression"],
+                         replace_head=True)
     return build_model(base, plan, state).eval()
 
 
@@ -102,7 +103,7 @@ def load_tasks(base: str | None, run_dirs: dict[str, str | Path]) -> dict[str, t
     first_task, (first_summary, _, _) = next(iter(runs.items()))
     path = base_path_of(first_summary, run_dirs[first_task], base)
     info = first_summary["task"]
-    source = load_base(path, info["num_labels"], regression=info["regression"])
+    source = load_base(path, info["num_labels"], info["regression"], replace_head=True)
     models = {}
     for task, (summary, plan, state) in runs.items():
         sibling = share_backbone(source, summary["task"]["num_labels"], summary["task"]["regression"])
