@@ -101,7 +101,7 @@ def train_tiny_run(out, model_dir, csv, peft: str = "lora"):
     from lightpeft import (DataConfig, EstimateConfig, LightPeftTrainingArguments, ModelConfig, PeftSettings,
                            PlanConfig, run)
 
-    args = LightPeftTrainingArguments(output_dir=str(out), num_train_epochs=2, per_device_train_batch_size=8,
+    args = LightPeftTrainingArguments(output_dir=str(out), num_train_epochs=1, per_device_train_batch_size=8,
                                       learning_rate=5e-3, logging_steps=5, disable_tqdm=True, seed=0, use_cpu=True)
     result = run(ModelConfig(model_name_or_path=str(model_dir)), DataConfig(task=str(csv), max_seq_length=16),
                  PeftSettings(peft=peft), EstimateConfig(estimate_steps=4), PlanConfig(), args)
