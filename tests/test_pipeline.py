@@ -129,3 +129,13 @@ def test_checkpoint_head_that_does_not_fit_the_task_is_refused(tmp_path, tiny_cs
     head3.save_pretrained(tmp_path / "head3")
     with pytest.raises(LightPeftError, match="3 outputs but task"):
         pipeline.load_task_base(ModelConfig(str(tmp_path / "head3")), pipeline.load_task(DataConfig(task=str(tiny_csv))))
+
+
+def test_trained_model_carries_no_estimation_machinery(finished_run, tiny_model_dir):
+    """The pruned training model pays for nothing pruned: no gates, no hooks, contiguous sliced weights."""
+    out, result = finished_run
+    model = result.model  # the very model the training stage trained
+    assert not any("lightpeft_gates" in n for n, _ in model.named_parameters())
+    for name, module in model.named_modules():
+        assert not module._forward_pre_hooks and not module._forward_hooks, name
+    assert all(p.is_contiguous() for p in model.parameters())

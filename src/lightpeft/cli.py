@@ -4,6 +4,8 @@
     lightpeft estimate --output_dir runs/est                          masks + LoRA importance only
     lightpeft plan     --estimate_dir runs/est --plan_path p.json     a new plan from an estimate, no training
     lightpeft train    --output_dir runs/t [--plan_path p.json --estimate_dir runs/est]   (no plan: vanilla PEFT)
+    lightpeft bench    --output_dir benchmarks/results/x [--seeds 42 43] [--shape_only roberta-base]
+                                                                      vanilla vs Light-PEFT side by side
     lightpeft predict  --run_dir runs/t (--text "..." ["..."] | --input_file F) [--output_file preds.jsonl]
     lightpeft export   --run_dir runs/t --output_dir exports/t    compact model (+ vanilla peft adapter for LoRA)
 
@@ -22,6 +24,7 @@ from pathlib import Path
 import yaml
 from transformers import HfArgumentParser
 
+from .bench.config import BenchConfig
 from .config import (DataConfig, EstimateConfig, ExportConfig, LightPeftTrainingArguments, ModelConfig, PeftSettings,
                      PlanConfig, PredictConfig, RunOptions)
 from .errors import LightPeftError
@@ -31,6 +34,8 @@ COMMANDS = {
     "estimate": (ModelConfig, DataConfig, PeftSettings, EstimateConfig, RunOptions, LightPeftTrainingArguments),
     "plan": (PlanConfig, RunOptions),
     "train": (ModelConfig, DataConfig, PeftSettings, RunOptions, LightPeftTrainingArguments),
+    "bench": (ModelConfig, DataConfig, PeftSettings, EstimateConfig, PlanConfig, BenchConfig, RunOptions,
+              LightPeftTrainingArguments),
     "predict": (PredictConfig,),
     "export": (ExportConfig,),
 }
@@ -168,7 +173,17 @@ def _export(cfg) -> int:
     return 0
 
 
-HANDLERS = {"run": _run, "estimate": _estimate, "plan": _plan, "train": _train, "predict": _predict,
+def _bench(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, bench_cfg, options, args) -> int:
+    from .bench.report import markdown
+    from .bench.runner import run_bench
+
+    bench = run_bench(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, bench_cfg, args,
+                      overwrite=options.overwrite_output_dir)
+    print(markdown(bench))
+    return 0
+
+
+HANDLERS = {"run": _run, "estimate": _estimate, "plan": _plan, "train": _train, "bench": _bench, "predict": _predict,
             "export": _export}
 
 if __name__ == "__main__":

@@ -176,10 +176,38 @@ class PlanConfig:
     module_ratio: float = field(default=0.75, metadata={"help": "Fraction of PEFT modules to prune (global)."})
     rank_ratio: float = field(default=0.5, metadata={"help": "Fraction of LoRA rank units to prune."})
     rank_scope: str = field(default="global", metadata={"help": "`global` over surviving modules, or `layer`."})
+    min_peft_layer: int = field(
+        default=0,
+        metadata={"help": "Keep PEFT modules only in blocks >= this index (same number of modules, chosen among "
+                  "those blocks). Backward stops at the lowest trainable block, so this cuts backward cost. "
+                  "0 = the paper's global choice."},
+    )
+    target_train_speedup: float | None = field(
+        default=None,
+        metadata={"help": "Budget instead of fixed ratios: the smallest head/FFN ratio (>= --head_ratio/--ffn_ratio) "
+                  "and lowest PEFT block whose counted training-step FLOPs are 1/this of vanilla PEFT's."},
+    )
+    target_params_fraction: float | None = field(
+        default=None,
+        metadata={"help": "Budget instead of fixed ratios: the smallest head/FFN ratio whose foundation model keeps "
+                  "at most this fraction of the parameters (e.g. 0.8)."},
+    )
+    budget_seq_length: int = field(
+        default=128, metadata={"help": "Tokens per example assumed by --target_train_speedup's FLOP count."}
+    )
 
     def __post_init__(self):
         for name in ("head_ratio", "ffn_ratio", "module_ratio", "rank_ratio"):
             _check_ratio(name, getattr(self, name))
+        if self.min_peft_layer < 0:
+            raise LightPeftError(f"--min_peft_layer must be >= 0, got {self.min_peft_layer}")
+        if self.target_train_speedup is not None and self.target_train_speedup <= 1.0:
+            raise LightPeftError(f"--target_train_speedup must be > 1 (e.g. 2.0), got {self.target_train_speedup}")
+        if self.target_params_fraction is not None and not 0.0 < self.target_params_fraction < 1.0:
+            raise LightPeftError(f"--target_params_fraction must be in (0, 1), got {self.target_params_fraction}")
+        if self.target_train_speedup is not None and self.target_params_fraction is not None:
+            raise LightPeftError("give one budget: --target_train_speedup or --target_params_fraction, not both")
+        _check_positive("budget_seq_length", self.budget_seq_length)
         for name in ("head_scope", "ffn_scope", "rank_scope"):
             if getattr(self, name) not in SCOPES:
                 raise LightPeftError(f"--{name} must be one of {', '.join(SCOPES)}, got {getattr(self, name)!r}")

@@ -1,4 +1,4 @@
-"""The public stages: estimate -> make_plan -> prune -> train, `run` chaining them, and `load_pruned`.
+"""The public stages: estimate -> make_plan -> prune -> train, and `run` chaining them.
 
 Physical pruning is a checkpoint boundary: the training stage always builds a fresh model from the untouched base
 checkpoint, prunes it, injects PEFT (LoRA or adapters) as the plan says and starts a fresh optimizer (never
@@ -24,6 +24,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 from . import arch
 from .config import (DataConfig, EstimateConfig, LightPeftTrainingArguments, ModelConfig, PeftSettings,
                      PlanConfig, RunOptions, to_dict)
+from .budget import block_costs, lowest_peft_block, solve_budget, train_step_cost
 from .data import TaskData, check_labels_fit, load_task, tokenize_task
 from .errors import LightPeftError
 from .estimate import Estimate, estimation_steps, run_estimation
@@ -49,23 +50,36 @@ PEFT_NAMES = {"lora": "LoRA", "adapter": "adapter"}
 
 
 def make_plan(estimate: Estimate | str | Path, cfg: PlanConfig | None = None) -> Plan:
-    """Choose survivors from an estimate (object or directory) at the ratios of `cfg` (paper defaults)."""
+    """Choose survivors from an estimate (object or directory) at the ratios of `cfg` (paper defaults), or at
+    the smallest ratios that meet the budget `cfg` names (`target_train_speedup`, `target_params_fraction`)."""
     cfg = cfg or PlanConfig()
     if not isinstance(estimate, Estimate):
         estimate = Estimate.load(estimate)
+    config = _config_from_meta(estimate.meta)
+    budget = None
+    if cfg.target_train_speedup is not None or cfg.target_params_fraction is not None:
+        cfg, budget = solve_budget(lambda c: structure_plan(estimate, c), config, cfg)
+    plan = structure_plan(estimate, cfg)
+    if budget:
+        plan.ratios["budget"] = budget
+    roles = {name: tuple(role) for name, role in estimate.meta["module_roles"].items()}
+    plan.counts = count_plan(plan, config, estimate_modules=roles)
+    return plan
+
+
+def structure_plan(estimate: Estimate, cfg: PlanConfig) -> Plan:
+    """The plan `cfg`'s ratios give on `estimate`, without parameter counts (cheap: no model is built)."""
     meta = estimate.meta
     roles = {name: tuple(role) for name, role in meta["module_roles"].items()}
     heads, ffn, modules = choose(estimate.head_masks, estimate.ffn_masks, estimate.module_names,
                                  estimate.module_importance, estimate.rank_importance, cfg, roles,
                                  drop_widthless=SLICED_WITH_STRUCTURE[meta["peft"]])
-    plan = Plan(
+    return Plan(
         base_fingerprint=estimate.fingerprint, model_type=meta["model_type"], num_layers=meta["num_layers"],
         num_heads=meta["num_heads"], head_size=meta["head_size"], ffn_size=meta["ffn_size"], heads=heads, ffn=ffn,
         peft=meta["peft"], peft_config=meta["peft_config"], peft_modules=modules, kind="light-peft",
         ratios=vars(cfg).copy(),
     )
-    plan.counts = count_plan(plan, _config_from_meta(meta), estimate_modules=roles)
-    return plan
 
 
 def vanilla_plan(base: BaseModel, peft_cfg: PeftSettings) -> Plan:
@@ -109,9 +123,18 @@ def count_plan(plan: Plan, config, estimate_modules: dict | None = None) -> dict
         "peft_params_estimate": before["peft"],
         "peft_params_after": after["peft"],
         "peft_modules_after": len(plan.peft_modules),
+        "counted_train_speedup_seq128": _counted_train_speedup(plan, config),
         "heads_kept": sum(map(len, plan.heads)),
         "ffn_neurons_kept": sum(map(len, plan.ffn)),
     }
+
+
+def _counted_train_speedup(plan: Plan, config) -> float:
+    """Training-step FLOPs of PEFT on the unpruned model (backward to block 0) over this plan's (see budget.py)."""
+    full = dataclasses.replace(plan, heads=[list(range(plan.num_heads))] * plan.num_layers,
+                               ffn=[list(range(plan.ffn_size))] * plan.num_layers)
+    before = train_step_cost(block_costs(full, config, 128), 0)
+    return before / train_step_cost(block_costs(plan, config, 128), lowest_peft_block(plan))
 
 
 def _structure_counts(model, peft: str, units: dict[str, int]) -> dict:
@@ -357,9 +380,12 @@ def _summarise(plan: Plan, task: TaskData, model, trainer, stats, eval_history: 
         "train_seconds": stats.seconds,
         "train_seconds_excluding_eval": stats.seconds - stats.extra["eval_seconds"],
         "peak_rss_mb": stats.peak_rss_mb,
+        "start_rss_mb": stats.start_rss_mb,
+        "peak_is_stage_only": stats.peak_is_stage_only,
         "peak_cuda_mb": stats.peak_cuda_mb,
         "optimizer_steps": trainer.state.global_step,
         "plan_counts": plan.counts,
+        "plan_ratios": plan.ratios,
         "environment": environment(),
     }
 
@@ -377,14 +403,15 @@ def environment() -> dict:
 
 
 def run(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, est_cfg: EstimateConfig,
-        plan_cfg: PlanConfig, args: LightPeftTrainingArguments, options: RunOptions | None = None) -> RunResult:
+        plan_cfg: PlanConfig, args: LightPeftTrainingArguments, options: RunOptions | None = None,
+        prepared: Prepared | None = None) -> RunResult:
     """Estimate, plan, prune and train in one output directory (and the vanilla baseline beside it if asked).
 
     Layout: `estimate/`, `plan.json`, the trained run at the top level, `vanilla/` (optional), `summary.md`.
     """
     options = options or RunOptions()
     out = check_output_dir(args.output_dir, options.overwrite_output_dir)
-    prepared = prepare(model_cfg, data_cfg)
+    prepared = prepared or prepare(model_cfg, data_cfg)
     with staging(out) as stage_dir:
         est = estimate(model_cfg, data_cfg, peft_cfg, est_cfg, args, prepared, save=False)
         if is_main_process():

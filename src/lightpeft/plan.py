@@ -142,6 +142,12 @@ def select_modules(names: list[str], module_scores: torch.Tensor, ratio: float) 
     return [name for i, name in enumerate(names) if i not in pruned]
 
 
+def select_top(names: list[str], scores: torch.Tensor, count: int) -> list[str]:
+    """The `count` highest-scoring names (ties: lower index first), in their original order."""
+    pruned = set(lowest(scores, max(0, len(names) - count)))
+    return [name for i, name in enumerate(names) if i not in pruned]
+
+
 def select_ranks(rank_scores: dict[str, torch.Tensor], ratio: float, scope: str) -> dict[str, list[int]]:
     """Kept unit (rank) indices per module; a module left with no unit is dropped."""
     names = list(rank_scores)
@@ -180,6 +186,9 @@ def choose(
     ffn = keep_per_row(ffn_masks, cfg.ffn_ratio, cfg.ffn_scope)
     survivors = select_modules(module_names, module_scores, cfg.module_ratio)
     index = {n: i for i, n in enumerate(module_names)}
+    if cfg.min_peft_layer:
+        allowed = [n for n in module_names if roles[n][0] >= cfg.min_peft_layer]
+        survivors = select_top(allowed, module_scores[[index[n] for n in allowed]], len(survivors))
 
     def has_width(name: str) -> bool:
         layer, role = roles[name]

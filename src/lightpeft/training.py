@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import resource
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
+from . import memory
 from .importance import ImportanceTracker
 from .masks import Gates
 from .metrics import make_hf_compute_metrics
-
 
 PAD_MULTIPLE = 16
 
@@ -96,10 +93,13 @@ def make_trainer(model, args, train_ds, eval_ds, tokenizer, metric_kind: str, cl
 
 @dataclass
 class StageStats:
-    """Wall time and peak memory of one stage (peak RSS of the process on CPU, CUDA allocator peak on GPU)."""
+    """Wall time and peak memory of one stage: peak RSS of the process during the stage (OS; the process-lifetime
+    peak where the OS cannot reset it, see `peak_is_stage_only`), RSS when the stage began, CUDA allocator peak."""
 
     seconds: float = 0.0
     peak_rss_mb: float = 0.0
+    start_rss_mb: float = 0.0
+    peak_is_stage_only: bool = False
     peak_cuda_mb: float | None = None
     extra: dict = field(default_factory=dict)
 
@@ -107,20 +107,15 @@ class StageStats:
         return dataclasses.asdict(self)
 
 
-def peak_rss_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
-
-
 @contextmanager
 def measured():
-    """Time a block and read peak memory after it."""
+    """Time a block and read the peak memory of that block alone (freed memory is released first)."""
     stats = StageStats()
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
+    memory.release()
+    stats.start_rss_mb = memory.rss_mb()
+    stats.peak_is_stage_only = memory.reset_peak()
     start = time.perf_counter()
     yield stats
     stats.seconds = time.perf_counter() - start
-    stats.peak_rss_mb = peak_rss_mb()
-    if torch.cuda.is_available():
-        stats.peak_cuda_mb = torch.cuda.max_memory_allocated() / 2**20
+    stats.peak_rss_mb = memory.peak_rss_mb()
+    stats.peak_cuda_mb = memory.peak_cuda_mb()

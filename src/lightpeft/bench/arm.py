@@ -1,0 +1,124 @@
+"""One benchmark arm in its own process: `python -m lightpeft.bench.arm {train|infer|shape} SPEC.json RESULT.json`.
+
+`train` runs vanilla PEFT (`lightpeft train`) or Light-PEFT (`lightpeft run`) into the spec's run directory and
+records times and memory; `infer` rebuilds the trained run from the base checkpoint, counts FLOPs, optionally
+profiles a training step, merges LoRA into the weights (adapters stay) and times inference; `shape` times a
+random-init model (see shapes.py). A fresh process per arm keeps the
+arms from sharing allocator state, warm caches or a memory high-water mark.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from .. import memory
+from ..config import (DataConfig, EstimateConfig, LightPeftTrainingArguments, ModelConfig, PeftSettings, PlanConfig,
+                      RunOptions)
+from ..io import write_json
+from ..pipeline import prepare, run, train
+from ..runs import load_pruned
+from ..training import PAD_MULTIPLE
+from .flops import forward_flops, train_step_flops
+from .latency import batches_of, model_megabytes, time_inference
+from .profile import profile_training_step
+
+
+def training_args_to_json(args: LightPeftTrainingArguments) -> dict:
+    import dataclasses
+
+    init = {f.name for f in dataclasses.fields(args) if f.init}
+    return {k: v for k, v in args.to_dict().items() if k in init}
+
+
+def _configs(spec: dict):
+    c = spec["configs"]
+    args = LightPeftTrainingArguments(**{**spec["training"], "output_dir": spec["run_dir"], "seed": spec["seed"],
+                                         "disable_tqdm": True})
+    return (ModelConfig(**c["ModelConfig"]), DataConfig(**c["DataConfig"]), PeftSettings(**c["PeftSettings"]),
+            EstimateConfig(**c["EstimateConfig"]), PlanConfig(**{**c["PlanConfig"], **spec.get("plan_overrides", {})}),
+            args)
+
+
+def train_arm(spec: dict) -> dict:
+    model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, args = _configs(spec)
+    prepared = prepare(model_cfg, data_cfg)
+    memory.release()
+    baseline = memory.rss_mb()  # process with libraries and tokenized data, before any model exists
+    if spec["arm"] == "vanilla":
+        summary = train(model_cfg, data_cfg, peft_cfg, args, prepared=prepared, overwrite=True).summary
+        estimate_seconds = 0.0
+    else:
+        summary = run(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, args,
+                      RunOptions(overwrite_output_dir=True), prepared=prepared).summary
+        estimate_seconds = summary["estimate_seconds"]
+    train_seconds = summary["train_seconds_excluding_eval"]
+    examples = summary["task"]["train_rows"] * args.num_train_epochs
+    return {
+        "arm": spec["arm"], "seed": spec["seed"], "run_dir": spec["run_dir"], "load_before": spec.get("load_before"),
+        "load_after": os.getloadavg()[0], "plan_ratios": summary.get("plan_ratios"),
+        "best_metric": summary["best_metric"], "final_metric": summary["final_metric"], "metric": summary["metric"],
+        "train_seconds": train_seconds, "estimate_seconds": estimate_seconds,
+        "end_to_end_seconds": train_seconds + estimate_seconds,
+        "train_throughput": examples / train_seconds,
+        "baseline_rss_mb": baseline, "peak_train_rss_mb": summary["peak_rss_mb"],
+        "peak_is_stage_only": summary.get("peak_is_stage_only"),
+        "train_memory_mb": summary["peak_cuda_mb"] if summary["peak_cuda_mb"] is not None
+        else summary["peak_rss_mb"] - baseline,
+        "foundation_params": summary["foundation_params"], "trainable_params": summary["trainable_params"],
+        "plan_counts": summary["plan_counts"], "environment": summary["environment"],
+    }
+
+
+def infer_arm(spec: dict) -> dict:
+    model_cfg, data_cfg, _, _, _, args = _configs(spec)
+    prepared = prepare(model_cfg, data_cfg)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    from transformers import DataCollatorWithPadding
+
+    collator = DataCollatorWithPadding(prepared.tokenizer, pad_to_multiple_of=PAD_MULTIPLE)
+    memory.release()
+    baseline = memory.rss_mb()
+    model = load_pruned(model_cfg.model_name_or_path, spec["run_dir"]).to(device)
+    train_batch = batches_of(prepared.train_ds, collator, args.per_device_train_batch_size, 0, device,
+                             labels=True)[0]
+    result = {"arm": spec["arm"], "seed": spec["seed"]}
+    bs = train_batch["input_ids"].shape[0]
+    step = train_step_flops(model, train_batch)
+    result["train_step_flops_per_example"] = {k: v / bs for k, v in step.items()}
+    if spec.get("profile"):
+        result["profile"] = profile_training_step(model, prepared.train_ds, collator, args.per_device_train_batch_size)
+    if hasattr(model, "merge_and_unload"):  # deployment form: LoRA folded into the (pruned) weights; adapters stay
+        model = model.merge_and_unload()
+    result["forward_flops_per_example"] = forward_flops(model, train_batch) / bs
+    result["model_mb"] = model_megabytes(model)
+    result["inference"] = {}
+    for batch_size in spec["infer_batch_sizes"]:
+        batches = batches_of(prepared.eval_ds, collator, batch_size, spec["infer_examples"], device)
+        timing = time_inference(model, batches)
+        timing["memory_mb"] = timing["peak_cuda_mb"] if timing["peak_cuda_mb"] is not None \
+            else timing["peak_rss_mb"] - baseline
+        result["inference"][str(batch_size)] = timing
+    return result
+
+
+def main(argv: list[str]) -> int:
+    mode, spec_path, out_path = argv
+    spec = json.loads(Path(spec_path).read_text())
+    if mode == "shape":
+        from .shapes import shape_arm
+
+        _, _, peft_cfg, _, plan_cfg, _ = _configs(spec)
+        result = shape_arm(spec, peft_cfg, plan_cfg)
+    else:
+        result = train_arm(spec) if mode == "train" else infer_arm(spec)
+    write_json(out_path, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,70 @@
+"""Settings of `lightpeft bench`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import LightPeftError
+
+ARMS = ("vanilla", "light-peft")
+
+
+def tradeoff_arm(speedup: float) -> str:
+    return f"light-peft@{speedup:g}x"
+
+
+def arm_label(arm: str) -> str:
+    return "vanilla" if arm == "vanilla" else arm.replace("light-peft", "Light-PEFT")
+
+
+def all_arms(cfg: "BenchConfig") -> list[str]:
+    return list(cfg.arms) + [tradeoff_arm(s) for s in cfg.tradeoff_speedups]
+SHAPE_PRESETS = ("minilm", "roberta-base", "roberta-large", "opt-1.3b")
+
+
+@dataclass
+class BenchConfig:
+    seeds: list[int] = field(
+        default_factory=lambda: [42],
+        metadata={"help": "One repeat per seed; both arms use the same seed, and their order alternates between "
+                  "repeats (vanilla first, then Light-PEFT first, ...)."},
+    )
+    arms: list[str] = field(default_factory=lambda: list(ARMS), metadata={"help": f"Arms to run: {', '.join(ARMS)}."})
+    infer_batch_sizes: list[int] = field(
+        default_factory=lambda: [1, 32], metadata={"help": "Inference batch sizes to time (dev examples)."}
+    )
+    infer_examples: int = field(
+        default=256, metadata={"help": "Dev examples timed per inference batch size (after warm-up)."}
+    )
+    profile: bool = field(
+        default=False, metadata={"help": "Also break a training step of each trained arm into its parts "
+                                 "(data, attention, FFN, PEFT, other forward, backward, optimizer)."}
+    )
+    shape_only: str | None = field(
+        default=None,
+        metadata={"help": "Time random-init models instead of training: a preset "
+                  f"({', '.join(SHAPE_PRESETS)}) or a config.json path. Throughput and memory only, never accuracy."},
+    )
+    shape_steps: int = field(default=10, metadata={"help": "Shape-only: timed training steps per arm (after warm-up)."})
+    shape_batch_size: int = field(default=8, metadata={"help": "Shape-only: batch size of training and inference."})
+    shape_seq_length: int = field(default=128, metadata={"help": "Shape-only: tokens per example."})
+    tradeoff_speedups: list[float] = field(
+        default_factory=list,
+        metadata={"help": "Extra Light-PEFT arms planned by budget (--target_train_speedup each value), for the "
+                  "accuracy vs speed-up curve (tradeoff.png), e.g. 1.5 2.0 2.5."},
+    )
+    bench_label: str | None = field(default=None, metadata={"help": "Name shown in the report (default: the task)."})
+
+    def __post_init__(self):
+        if not self.seeds:
+            raise LightPeftError("--seeds needs at least one seed")
+        unknown = [a for a in self.arms if a not in ARMS]
+        if unknown or not self.arms:
+            raise LightPeftError(f"--arms must be a subset of {', '.join(ARMS)}, got {' '.join(self.arms) or 'none'}")
+        for name in ("infer_examples", "shape_steps", "shape_batch_size", "shape_seq_length"):
+            if getattr(self, name) <= 0:
+                raise LightPeftError(f"--{name} must be > 0, got {getattr(self, name)}")
+        if any(s <= 1.0 for s in self.tradeoff_speedups):
+            raise LightPeftError(f"--tradeoff_speedups must all be > 1, got {self.tradeoff_speedups}")
+        if any(b <= 0 for b in self.infer_batch_sizes):
+            raise LightPeftError(f"--infer_batch_sizes must be positive, got {self.infer_batch_sizes}")

@@ -1,0 +1,63 @@
+"""Inference latency, throughput and peak memory of a ready model over real dev examples."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+from .. import memory
+
+WARMUP_BATCHES = 3
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def batches_of(dataset, collator, batch_size: int, examples: int, device, labels: bool = False) -> list[dict]:
+    """Consecutive batches covering `examples` rows plus warm-up (wrapping around a small split)."""
+    wanted = MODEL_INPUTS + (("labels",) if labels else ())
+    columns = [c for c in dataset.column_names if c in wanted]
+    rows = [dataset[i % len(dataset)] for i in range(examples + WARMUP_BATCHES * batch_size)]
+    out = []
+    for start in range(0, len(rows) - batch_size + 1, batch_size):
+        batch = collator([{c: r[c] for c in columns} for r in rows[start : start + batch_size]])
+        out.append({k: v.to(device) for k, v in batch.items()})
+    return out
+
+
+@torch.inference_mode()
+def time_inference(model: torch.nn.Module, batches: list[dict]) -> dict:
+    """Median latency per batch and throughput, after warm-up batches (which also fix CPU kernel choices)."""
+    model.eval()
+    for batch in batches[:WARMUP_BATCHES]:
+        model(**batch)
+    _sync()
+    memory.release()
+    memory.reset_peak()
+    latencies, examples = [], 0
+    for batch in batches[WARMUP_BATCHES:]:
+        start = time.perf_counter()
+        model(**batch)
+        _sync()
+        latencies.append(time.perf_counter() - start)
+        examples += batch["input_ids"].shape[0]
+    return {
+        "median_latency_ms": 1000 * statistics.median(latencies),
+        "throughput_examples_per_s": examples / sum(latencies),
+        "batches": len(latencies),
+        "peak_rss_mb": memory.peak_rss_mb(),
+        "peak_cuda_mb": memory.peak_cuda_mb(),
+    }
+
+
+def model_megabytes(model: torch.nn.Module) -> float:
+    """Bytes held by parameters and buffers, in MiB (what a served model must keep resident)."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors) / 2**20

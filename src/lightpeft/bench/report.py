@@ -1,0 +1,135 @@
+"""bench.md and bench.png from the aggregated benchmark."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..report import markdown_table
+from .profile import PARTS
+
+
+def _fmt(value, digits: int = 3):
+    return None if value is None else round(value, digits)
+
+
+def arm_rows(arms: dict) -> list[list]:
+    rows = []
+    for name, a in arms.items():
+        inf = a.get("inference", {})
+        lat = [_fmt(inf[b]["median_latency_ms"], 2) for b in sorted(inf, key=int)]
+        rows.append([
+            name, _metric(a), _fmt(a["train_throughput"], 1), _fmt(a["train_seconds"], 1),
+            _fmt(a["estimate_seconds"], 1), _fmt(a["end_to_end_seconds"], 1), _fmt(a["train_memory_mb"], 0),
+            *lat, _fmt(inf[max(inf, key=int)]["throughput_examples_per_s"], 1) if inf else None,
+            _fmt(inf[max(inf, key=int)]["memory_mb"], 0) if inf else None, a["foundation_params"],
+            a["trainable_params"], _fmt((a.get("forward_flops_per_example") or 0) / 1e6, 1),
+        ])
+    return rows
+
+
+def _metric(arm: dict) -> str:
+    mean, std = arm["best_metric_mean"], arm["best_metric_std"]
+    if mean is None:
+        return "-"
+    return f"{mean:.4f} ± {std:.4f}" if std else f"{mean:.4f}"
+
+
+def markdown(bench: dict) -> str:
+    arms, sizes = bench["arms"], bench["infer_batch_sizes"]
+    headers = ["arm", f"dev {next(iter(arms.values()))['metric'] or 'metric'} (best)", "train ex/s", "train s", "estimate s",
+               "end-to-end s", "train memory MB", *[f"infer latency bs{b} ms" for b in sizes],
+               f"infer ex/s bs{max(sizes)}", f"infer memory MB bs{max(sizes)}", "foundation params",
+               "trainable params", "forward MFLOPs/example"]
+    parts = [f"# Benchmark: {bench['label']}", "", bench["description"], "", markdown_table(headers, arm_rows(arms))]
+    if bench.get("ratios"):
+        parts += ["", "## Light-PEFT / vanilla", "",
+                  markdown_table(["figure", "ratio"], [[k, _fmt(v, 3)] for k, v in bench["ratios"].items()])]
+        parts += ["", "## Targets (issue #3)", "",
+                  markdown_table(["figure", "target", "measured", "met"],
+                                 [[t["figure"], t["target"], _fmt(t["measured"], 3), t["met"]]
+                                  for t in bench["targets"]])]
+    profiled = {n: a["profile"] for n, a in arms.items() if a.get("profile")}
+    if profiled:
+        parts += ["", "## Where a training step's time goes (ms per step)", "",
+                  markdown_table(["part", *profiled], [[p, *[_fmt(1000 * prof["parts_seconds"][p], 1)
+                                                            for prof in profiled.values()]] for p in PARTS]
+                                 + [["step", *[_fmt(1000 * prof["step_seconds"], 1) for prof in profiled.values()]],
+                                    ["backward stops at layer", *[prof["lowest_trainable_layer"]
+                                                                  for prof in profiled.values()]]])]
+    if bench.get("tradeoff"):
+        parts += ["", "## Accuracy vs speed-up", "",
+                  markdown_table(["arm", "measured train speed-up", "counted (FLOP) speed-up", "dev metric",
+                                  "delta (points)", "foundation params"],
+                                 [[p["arm"], _fmt(p["train_speedup"]), _fmt(p["counted_speedup"]),
+                                   _fmt(p["best_metric"], 4), _fmt(p["metric_delta"], 2), p["foundation_params"]]
+                                  for p in bench["tradeoff"]])]
+    loads = {n: a.get("max_load") for n, a in arms.items()}
+    cores = os.cpu_count() or 1
+    if any(v is not None and v > cores for v in loads.values()):
+        parts += ["", f"**Warning:** the machine's load average reached {max(v or 0 for v in loads.values()):.1f} "
+                  f"on {cores} cores during the runs: other processes competed for the CPU, so times are inflated "
+                  "and ratios noisy. Re-run on a quiet machine."]
+    parts += ["", "## Environment", "", markdown_table(["key", "value"], [[k, v] for k, v in
+                                                                         bench["environment"].items()])]
+    return "\n".join(parts) + "\n"
+
+
+def plot(bench: dict, path: str | Path) -> None:
+    """Bar charts, one panel per figure, arms side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arms = bench["arms"]
+    names = list(arms)
+    sizes = [str(b) for b in bench["infer_batch_sizes"]]
+    panels = [
+        ("dev metric (best, mean)", [a["best_metric_mean"] or 0 for a in arms.values()],
+         [a["best_metric_std"] or 0 for a in arms.values()]),
+        ("training throughput (ex/s)", [a["train_throughput"] or 0 for a in arms.values()], None),
+        ("end-to-end time (s, estimate + train)", [a["end_to_end_seconds"] or 0 for a in arms.values()], None),
+        ("peak training memory (MB)", [a["train_memory_mb"] or 0 for a in arms.values()], None),
+        *[(f"inference latency bs{b} (ms)", [a["inference"].get(b, {}).get("median_latency_ms") or 0
+                                              for a in arms.values()], None) for b in sizes],
+        (f"inference memory bs{sizes[-1]} (MB)", [a["inference"].get(sizes[-1], {}).get("memory_mb") or 0
+                                                   for a in arms.values()], None),
+    ]
+    cols = 4
+    rows = (len(panels) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
+    colors = ["#7f7f7f", "#1f77b4", "#2ca02c"][: len(names)]
+    for ax, (title, values, errors) in zip(axes.flat, panels):
+        ax.bar(names, values, yerr=errors, color=colors, capsize=4)
+        ax.set_title(title, fontsize=9)
+        for i, v in enumerate(values):
+            ax.text(i, v, f"{v:.3g}", ha="center", va="bottom", fontsize=8)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.suptitle(f"{bench['label']}: Light-PEFT vs vanilla PEFT", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_tradeoff(bench: dict, path: str | Path) -> None:
+    """Dev metric vs measured training speed-up, one point per arm (vanilla at 1.0)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = sorted(bench["tradeoff"], key=lambda p: p["train_speedup"] or 0)
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    xs, ys = [p["train_speedup"] for p in points], [p["best_metric"] for p in points]
+    ax.plot(xs, ys, "o-", color="#1f77b4")
+    for p in points:
+        ax.annotate(p["arm"], (p["train_speedup"], p["best_metric"]), textcoords="offset points", xytext=(4, 4),
+                    fontsize=8)
+    ax.set(xlabel="training speed-up vs vanilla (measured throughput)", ylabel="dev metric (best epoch, mean)",
+           title=f"{bench['label']}: accuracy vs speed-up")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

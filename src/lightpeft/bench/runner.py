@@ -1,0 +1,149 @@
+"""`lightpeft bench`: both arms on the same model, data, seed, batch size and epochs, each in its own process.
+
+Repeats (one per seed) alternate the arm order, so slow drift of the machine (thermal, other load) hits both arms
+alike. Output directory: bench.json (every figure, per repeat and aggregated, plus top-level `ratios`),
+bench.md, bench.png, runs/ (each arm's run directory) and logs/ (each child process's output).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ..config import to_dict
+from ..errors import LightPeftError
+from ..io import atomic_path, write_json, write_text
+from ..pipeline import check_output_dir, environment
+from .aggregate import check_targets, compute_ratios, summarise_arm, tradeoff_points
+from .config import all_arms, arm_label
+from .arm import training_args_to_json
+from .report import markdown, plot, plot_tradeoff
+
+SCHEMA_VERSION = 1
+
+
+def _child(mode: str, spec: dict, work: Path, tag: str) -> dict:
+    spec_path, out_path, log_path = (work / "logs" / f"{tag}-{mode}.{ext}" for ext in ("spec.json", "json", "log"))
+    spec_path.write_text(json.dumps(spec, indent=2))
+    with open(log_path, "w") as log:
+        proc = subprocess.run([sys.executable, "-m", "lightpeft.bench.arm", mode, str(spec_path), str(out_path)],
+                              stdout=log, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        kept = Path(tempfile.gettempdir()) / f"lightpeft-bench-{tag}-{mode}.log"  # the work dir is discarded
+        shutil.copyfile(log_path, kept)
+        lines = [line for line in log_path.read_text().splitlines() if line.strip()]
+        raise LightPeftError(f"benchmark arm {tag} ({mode}) failed: {lines[-1] if lines else 'no output'} "
+                             f"(full log: {kept}); fix that and re-run")
+    return json.loads(out_path.read_text())
+
+
+def _plan_overrides(arm: str) -> dict:
+    if "@" not in arm:
+        return {}
+    return {"target_train_speedup": float(arm.split("@")[1].rstrip("x"))}
+
+
+def _order(arms: list[str], repeat: int) -> list[str]:
+    return list(arms) if repeat % 2 == 0 else list(reversed(arms))
+
+
+def run_bench(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, bench_cfg, args, overwrite: bool = False) -> dict:
+    """Run the benchmark into `args.output_dir` and return bench.json's content."""
+    out = check_output_dir(args.output_dir, overwrite)
+    configs = to_dict(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg)
+    training = training_args_to_json(args)
+    started = time.perf_counter()
+    with atomic_path(out) as work:
+        (work / "logs").mkdir(parents=True)
+        (work / "runs").mkdir()
+        arms = all_arms(bench_cfg)
+        per_arm: dict[str, list[dict]] = {arm: [] for arm in arms}
+        total = len(bench_cfg.seeds) * len(arms)
+        done = 0
+        for repeat, seed in enumerate(bench_cfg.seeds):
+            for arm in _order(arms, repeat):
+                tag = f"seed{seed}-{arm}"
+                spec = {"arm": arm, "seed": seed, "configs": configs, "training": training,
+                        "run_dir": str(work / "runs" / tag), "profile": bench_cfg.profile,
+                        "infer_batch_sizes": bench_cfg.infer_batch_sizes, "infer_examples": bench_cfg.infer_examples,
+                        "shape_only": bench_cfg.shape_only, "steps": bench_cfg.shape_steps,
+                        "batch_size": bench_cfg.shape_batch_size, "seq_length": bench_cfg.shape_seq_length,
+                        "plan_overrides": _plan_overrides(arm), "load_before": os.getloadavg()[0]}
+                if bench_cfg.shape_only:
+                    _progress(f"[{done + 1}/{total}] seed {seed} {arm_label(arm)}: timing {bench_cfg.shape_only} "
+                              "(random init)", started)
+                    per_arm[arm].append(_child("shape", spec, work, tag))
+                    done += 1
+                    continue
+                _progress(f"[{done + 1}/{total}] seed {seed} {arm_label(arm)}: training", started)
+                result = _child("train", spec, work, tag)
+                _progress(f"[{done + 1}/{total}] seed {seed} {arm_label(arm)}: {result['metric']} "
+                          f"{result['best_metric']:.4f}, train {result['train_seconds']:.1f}s; inference", started)
+                result.update(_child("infer", spec, work, tag))
+                result["run_dir"] = str(Path(out) / "runs" / tag)
+                per_arm[arm].append(result)
+                done += 1
+        bench = _assemble(bench_cfg, data_cfg, per_arm, configs, training)
+        write_json(work / "bench.json", bench)
+        write_text(work / "bench.md", markdown(bench))
+        plot(bench, work / "bench.png")
+        if len(bench.get("tradeoff", [])) > 2:
+            plot_tradeoff(bench, work / "tradeoff.png")
+    _progress(f"done: {out}/bench.md", started)
+    return bench
+
+
+def _assemble(bench_cfg, data_cfg, per_arm: dict, configs: dict, training: dict) -> dict:
+    arms = {arm_label(a): summarise_arm(results) for a, results in per_arm.items()}
+    bench = {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "shape-only" if bench_cfg.shape_only else "task",
+        "label": bench_cfg.bench_label or bench_cfg.shape_only or Path(data_cfg.task).name,
+        "description": _description(bench_cfg, training, configs),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "seeds": bench_cfg.seeds,
+        "infer_batch_sizes": bench_cfg.infer_batch_sizes,
+        "environment": environment(),
+        "configs": configs | {"training": training, "BenchConfig": dataclasses.asdict(bench_cfg)},
+        "arms": arms,
+        "repeats": per_arm,
+    }
+    if "vanilla" in arms and "Light-PEFT" in arms:
+        bench["ratios"] = compute_ratios(arms["Light-PEFT"], arms["vanilla"])
+        bench["targets"] = check_targets(bench["ratios"])
+        bench["tradeoff"] = tradeoff_points(arms)
+    return bench
+
+
+def _description(bench_cfg, training: dict, configs: dict) -> str:
+    if bench_cfg.shape_only:
+        plan = configs["PlanConfig"]
+        return (f"Shape-only: random-init `{bench_cfg.shape_only}`, plan drawn from random gates at head ratio "
+                f"{plan['head_ratio']:.3g}, FFN ratio {plan['ffn_ratio']:.3g}, module ratio {plan['module_ratio']:.3g}, "
+                f"rank ratio {plan['rank_ratio']:.3g}; batch {bench_cfg.shape_batch_size} x "
+                f"{bench_cfg.shape_seq_length} tokens, {bench_cfg.shape_steps} timed AdamW steps after warm-up, "
+                f"seeds {bench_cfg.seeds}. Throughput and memory only (no accuracy; no estimation stage, so "
+                "end-to-end = training). Memory: CUDA allocator peak on GPU, peak RSS above the pre-model baseline on "
+                "CPU.")
+    model = configs["ModelConfig"]["model_name_or_path"]
+    data = configs["DataConfig"]
+    return (f"Model `{model}`, task `{data['task']}` (train rows ≤ {data['max_train_samples']}, dev rows ≤ "
+            f"{data['max_eval_samples']}, max length {data['max_seq_length']}), batch "
+            f"{training['per_device_train_batch_size']}, {training['num_train_epochs']} epochs, lr "
+            f"{training['learning_rate']}, seeds {bench_cfg.seeds} (arm order alternates). Each arm trains in its own "
+            "process; times and memory are medians over seeds, the dev metric is the mean ± std of the best epoch. "
+            "Training memory: CUDA allocator peak on GPU; on CPU the training stage's peak RSS minus the process RSS "
+            "before any model was loaded. Inference: LoRA merged, dev examples, median batch latency after warm-up; "
+            "memory = peak above the same baseline.")
+
+
+def _progress(message: str, started: float) -> None:
+    print(f"bench {time.perf_counter() - started:7.0f}s  {message}", flush=True)
