@@ -135,14 +135,16 @@ def _description(bench_cfg, training: dict, configs: dict) -> str:
                 "CPU.")
     model = configs["ModelConfig"]["model_name_or_path"]
     data = configs["DataConfig"]
-    return (f"Model `{model}`, task `{data['task']}` (train rows ≤ {data['max_train_samples']}, dev rows ≤ "
+    peft = configs["PeftSettings"]["peft"]
+    return (f"Model `{model}`, PEFT `{peft}`, task `{data['task']}` (train rows ≤ {data['max_train_samples']}, dev rows ≤ "
             f"{data['max_eval_samples']}, max length {data['max_seq_length']}), batch "
             f"{training['per_device_train_batch_size']}, {training['num_train_epochs']} epochs, lr "
             f"{training['learning_rate']}, seeds {bench_cfg.seeds} (arm order alternates). Each arm trains in its own "
             "process; times and memory are medians over seeds, the dev metric is the mean ± std of the best epoch. "
             "Training memory: CUDA allocator peak on GPU; on CPU the training stage's peak RSS minus the process RSS "
-            "before any model was loaded. Inference: LoRA merged, dev examples, median batch latency after warm-up; "
-            "memory = peak above the same baseline.")
+            "before any model was loaded. Inference: "
+            f"{'LoRA merged' if peft == 'lora' else 'adapters kept'}, dev examples, median batch latency after "
+            "warm-up; memory = peak above the same baseline.")
 
 
 def _progress(message: str, started: float) -> None:
