@@ -4,13 +4,33 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification, BertConfig, RobertaConfig
+from transformers import (AutoModelForSequenceClassification, BertConfig, GPT2Config, LlamaConfig, MistralConfig,
+                          OPTConfig, Qwen2Config, Qwen3Config, RobertaConfig)
 
 TINY = dict(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
             hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, max_position_embeddings=64)
+# Decoders pad with id 0, as `tiny_batch` does. Llama-style ones use grouped-query attention: 6 query heads over
+# 2 key/value heads (3 for Mistral, with a sliding window shorter than the test sequences).
+_GQA = dict(vocab_size=120, hidden_size=48, num_hidden_layers=2, num_attention_heads=6, num_key_value_heads=2,
+            head_dim=8, intermediate_size=37, max_position_embeddings=64, pad_token_id=0)
+DECODERS = {
+    "opt": lambda **kw: OPTConfig(**{**dict(vocab_size=120, hidden_size=32, word_embed_proj_dim=32, num_hidden_layers=2,
+                                           num_attention_heads=4, ffn_dim=37, max_position_embeddings=64, dropout=0.0,
+                                           attention_dropout=0.0, pad_token_id=0), **kw}),
+    "gpt2": lambda **kw: GPT2Config(**{**dict(vocab_size=120, n_embd=32, n_layer=2, n_head=4, n_inner=37,
+                                             n_positions=64, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                                             pad_token_id=0), **kw}),
+    "llama": lambda **kw: LlamaConfig(**{**_GQA, **kw}),
+    "qwen2": lambda **kw: Qwen2Config(**{**_GQA, **kw}),
+    "qwen3": lambda **kw: Qwen3Config(**{**_GQA, **kw}),
+    "mistral": lambda **kw: MistralConfig(**{**_GQA, "num_key_value_heads": 3, "sliding_window": 4, **kw}),
+}
+FAMILIES = ["bert", "roberta", *DECODERS]
 
 
 def tiny_config(family: str = "bert", num_labels: int = 3, **overrides):
+    if family in DECODERS:
+        return DECODERS[family](num_labels=num_labels, **overrides)
     kwargs = {**TINY, "num_labels": num_labels, **overrides}
     if family == "roberta":
         return RobertaConfig(pad_token_id=1, **kwargs)
@@ -26,11 +46,12 @@ def tiny_batch(batch: int = 3, length: int = 7, seed: int = 1):
     g = torch.Generator().manual_seed(seed)
     input_ids = torch.randint(5, 100, (batch, length), generator=g)
     attention_mask = torch.ones(batch, length, dtype=torch.long)
-    attention_mask[0, -2:] = 0  # some padding
+    attention_mask[0, -2:] = 0  # some padding (right side, id 0: decoder classifiers read the last other token)
+    input_ids[0, -2:] = 0
     return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
-@pytest.fixture(params=["bert", "roberta"])
+@pytest.fixture(params=FAMILIES)
 def family(request):
     return request.param
 
@@ -46,7 +67,9 @@ def save_tiny_model_dir(directory, family: str = "bert", seed: int = 0, headless
     directory.mkdir(parents=True, exist_ok=True)
     vocab = directory / "vocab.txt"
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    # decoders take no token_type_ids; their configs pad with id 0 = [PAD], as this tokenizer does
+    inputs = ["input_ids", "attention_mask"] if family in DECODERS else ["input_ids", "token_type_ids", "attention_mask"]
+    tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True, model_input_names=inputs)
     overrides = {"pad_token_id": 0} if family == "roberta" else {}
     model = tiny_model(family, seed=seed, num_labels=2, **overrides)
     (model.base_model if headless else model).save_pretrained(directory)
@@ -128,3 +151,33 @@ def adapter_run(base_model_dir, tmp_path_factory):
 def example_batch():
     return {"input_ids": torch.tensor([[2, 7, 9, 11, 3], [2, 6, 8, 3, 0]]),
             "attention_mask": torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]])}
+
+
+@pytest.fixture(scope="session")
+def decoder_runs(tmp_path_factory):
+    """`get(family, peft)` -> (base dir, run dir, RunResult) of estimate -> plan (head ratio 0.5) -> prune -> train
+    on a saved tiny decoder; each (family, peft) is trained once per session and shared by the tests that need it."""
+    from lightpeft import (DataConfig, EstimateConfig, LightPeftTrainingArguments, ModelConfig, PeftSettings,
+                           PlanConfig, run)
+
+    data = write_tiny_csv(tmp_path_factory.mktemp("decoder-data") / "tiny.csv", rows=40)
+    trained = {}
+
+    def get(family: str, peft: str = "lora"):
+        if (family, peft) not in trained:
+            root = tmp_path_factory.mktemp(f"{family}-{peft}")
+            model_dir = save_tiny_model_dir(root / "base", family)
+            args = LightPeftTrainingArguments(output_dir=str(root / "run"), num_train_epochs=1, learning_rate=5e-3,
+                                              per_device_train_batch_size=12, disable_tqdm=True, seed=0, use_cpu=True)
+            result = run(ModelConfig(str(model_dir)), DataConfig(task=str(data), max_seq_length=16),
+                         PeftSettings(peft=peft), EstimateConfig(estimate_steps=2), PlanConfig(head_ratio=0.5), args)
+            trained[family, peft] = (model_dir, root / "run", result)
+        return trained[family, peft]
+
+    return get
+
+
+def decoder_batch():
+    """A right-padded batch for the tiny decoders (pad id 0; the classifier reads the last other token)."""
+    return {"input_ids": torch.tensor([[2, 7, 9, 11, 3, 0, 0], [5, 6, 7, 8, 9, 10, 11]]),
+            "attention_mask": torch.tensor([[1] * 5 + [0] * 2, [1] * 7])}

@@ -10,7 +10,7 @@ from lightpeft.config import ADAPTER_PLACEMENTS, PEFT_ROLES, PlanConfig
 from lightpeft.fingerprint import fingerprint
 from lightpeft.models import BaseModel
 from lightpeft.peft_modules import SLICED_WITH_STRUCTURE, lora_layers, peft_units, wrap_with_lora
-from lightpeft.plan import Plan, choose
+from lightpeft.plan import Plan, choose, kv_heads_of
 
 
 def as_base(model) -> BaseModel:
@@ -57,10 +57,12 @@ def random_plan(model, cfg: PlanConfig, r: int = 4, alpha: float = 8.0, seed: in
         ffn_masks[kill_ffn_layer] -= 2.0
     roles = arch.linear_roles(model, PEFT_ROLES if peft == "lora" else ADAPTER_PLACEMENTS[placement])
     names = list(roles)
+    group = arch.kv_group_size(model.config)
     heads_kept, ffn_kept, modules = choose(head_masks, ffn_masks, names, torch.rand(len(names), generator=g),
-                                           torch.rand(len(names), r, generator=g), cfg, roles,
+                                           torch.rand(len(names), r, generator=g), cfg, roles, group,
                                            drop_widthless=SLICED_WITH_STRUCTURE[peft])
     peft_config = {"r": r, "alpha": alpha, "dropout": 0.0} if peft == "lora" else adapter_config(r, placement)
     return Plan(base_fingerprint=fingerprint(model), model_type=model.config.model_type, num_layers=layers,
                 num_heads=heads, head_size=arch.head_size(model.config), ffn_size=ffn, heads=heads_kept,
-                ffn=ffn_kept, peft=peft, peft_config=peft_config, peft_modules=modules)
+                ffn=ffn_kept, peft=peft, peft_config=peft_config, peft_modules=modules, ratios=vars(cfg).copy(),
+                num_kv_heads=arch.num_kv_heads(model.config), kv_heads=kv_heads_of(heads_kept, group))

@@ -16,6 +16,13 @@ from lightpeft.plan import choose
 from lightpeft.surgery import NoAttention, slice_peft_state
 
 
+# Qwen2/Qwen3/Mistral share Llama's layout, and adapters touch no head-shaped weight: Llama stands for them here
+# (test_surgery runs LoRA, which does, on every family).
+@pytest.fixture(params=["bert", "roberta", "opt", "gpt2", "llama"])
+def family(request):
+    return request.param
+
+
 def test_adapter_output_is_residual_bottleneck_on_the_linear_output():
     torch.manual_seed(0)
     linear = torch.nn.Linear(6, 5)
@@ -83,6 +90,8 @@ CASES = {
     "unit pruning only, per module": dict(cfg=PlanConfig(head_ratio=0, ffn_ratio=0, module_ratio=0,
                                                           rank_ratio=0.6, rank_scope="layer")),
     "pfeiffer": dict(cfg=PlanConfig(module_ratio=0.3), placement="pfeiffer"),
+    "GQA: per group, a layer loses every head": dict(cfg=PlanConfig(head_ratio=0.5, head_scope="global",
+                                                                    gqa_policy="per_group"), kill_heads_layer=1),
 }
 
 

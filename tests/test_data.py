@@ -12,7 +12,7 @@ import pytest
 
 from lightpeft import assets
 from lightpeft.config import DataConfig
-from lightpeft.data import GLUE_FORMATS, TaskData, check_labels_fit, load_task, tokenize_task
+from lightpeft.data import GLUE_FORMATS, METRIC_KINDS_OF_TASK, TaskData, check_labels_fit, load_task, tokenize_task
 from lightpeft.errors import LightPeftError
 from lightpeft.metrics import MAIN_METRIC
 
@@ -73,6 +73,7 @@ def test_glue_dirs_match_official_counts(task_dir, name, num_train, num_eval, nu
     task = load(shared(task_dir))
     assert (task.name, len(task.train), len(task.eval)) == (name, num_train, num_eval)
     assert (task.num_labels, task.metric_kind, task.has_pair) == (num_labels, metric_kind, has_pair)
+    assert task.kind == ("regression" if num_labels == 1 else "classification")
     expected_columns = ["text", "text_pair", "label"] if has_pair else ["text", "label"]
     assert task.train.column_names == expected_columns and task.eval.column_names == expected_columns
 
@@ -104,7 +105,7 @@ def test_stsb_is_regression():
 
 
 def test_qnli_dev_only_is_split_with_a_warning(caplog):
-    with caplog.at_level(logging.WARNING, logger="lightpeft.data"):
+    with caplog.at_level(logging.WARNING, logger="lightpeft.data"):  # the package logger sees its modules' logs
         qnli = load(shared("QNLI"), validation_fraction=0.1, split_seed=3)
     assert "has only dev.tsv" in caplog.text
     assert (len(qnli.train), len(qnli.eval)) == (4917, 546)
@@ -144,17 +145,26 @@ def test_wnli_int_labels_use_hf_order(tmp_path):
     assert task.label_names == ["not_entailment", "entailment"] and task.train["label"] == [1, 0]
 
 
-def test_superglue_dir_is_not_supported_yet(tmp_path):
-    (tmp_path / "CB").mkdir()
-    write_jsonl(tmp_path / "CB" / "train.jsonl", [{"premise": "a", "hypothesis": "b", "label": "neutral"}])
-    message = load_error(tmp_path / "CB")
-    assert "not supported yet" in message and "--validation_file" in message
+def test_mnli_dir_uses_gold_label_and_dev_matched(tmp_path):
+    # GLUE's MNLI layout: parse-tree columns, label1..label5 on dev, gold_label last; dev_matched.tsv for eval.
+    header = "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\t" \
+             "sentence2_parse\tsentence1\tsentence2\tlabel1\tgold_label"
+    (tmp_path / "MNLI").mkdir()
+    rows = [f"{i}\t1\t1n\tfiction\t(x)\t(y)\t(X)\t(Y)\tpremise {i}\thypothesis {i}\t{label}\t{label}"
+            for i, label in enumerate(["neutral", "contradiction", "entailment", "neutral"])]
+    write_csv(tmp_path / "MNLI" / "train.tsv", header, rows)
+    write_csv(tmp_path / "MNLI" / "dev_matched.tsv", header, rows[:2])
+    write_csv(tmp_path / "MNLI" / "dev_mismatched.tsv", header, rows[2:])
+    task = load(tmp_path / "MNLI")
+    assert (task.name, task.kind, task.metric_kind) == ("mnli", "classification", "accuracy")
+    assert task.label_names == ["entailment", "neutral", "contradiction"]
+    assert task.train["label"] == [1, 2, 0, 1] and task.eval["text_pair"] == ["hypothesis 0", "hypothesis 1"]
 
 
 def test_unrecognised_dir_is_rejected(tmp_path):
     (tmp_path / "stuff").mkdir()
     message = load_error(tmp_path / "stuff")
-    assert "not a recognised GLUE task" in message and "sst2" in message
+    assert "not a recognised GLUE task" in message and "sst2" in message and "copa" in message
 
 
 def test_glue_dir_with_unknown_label_is_rejected(tmp_path):
@@ -398,7 +408,8 @@ def test_unknown_name_without_hub(monkeypatch):
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
     message = load_error("not_a_task")
-    assert "rotten_tomatoes" in message and "GLUE directory" in message and "ConnectionError" in message
+    assert "rotten_tomatoes" in message and "GLUE/SuperGLUE/SQuAD directory" in message
+    assert "ConnectionError" in message
 
 
 def test_hub_dataset_when_reachable(monkeypatch):
@@ -430,6 +441,31 @@ def test_check_labels_fit():
         check_labels_fit(_tiny_task(3), 2)
     assert "2 outputs" in str(excinfo.value) and "3 labels" in str(excinfo.value)
     assert "\n" not in str(excinfo.value)
+    rows = datasets.Dataset.from_dict({"prompt": ["a"], "response": ["b"]})
+    check_labels_fit(TaskData("lm", rows, rows, None, None, "perplexity", kind="causal_lm"), 2)  # no class head
+
+
+@pytest.mark.parametrize(
+    "num_labels, metric_kind, kind, needle",
+    [
+        (2, "squad", "", "does not fit a classification task"),
+        (1, "accuracy", "", "does not fit a regression task"),
+        (None, "squad", "qa", None),
+        (2, "squad", "qa", "num_labels = None"),
+        (None, "perplexity", "summarization", "unknown task kind"),
+    ],
+)
+def test_task_data_checks_kind_metric_and_head(num_labels, metric_kind, kind, needle):
+    rows = datasets.Dataset.from_dict({"text": ["a"], "label": [0]})
+    if needle is None:
+        assert TaskData("t", rows, rows, num_labels, None, metric_kind, kind=kind).kind == kind
+        return
+    with pytest.raises(LightPeftError, match=needle):
+        TaskData("t", rows, rows, num_labels, None, metric_kind, kind=kind)
+
+
+def test_every_task_metric_kind_is_known():
+    assert {kind for kinds in METRIC_KINDS_OF_TASK.values() for kind in kinds} == set(MAIN_METRIC)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -497,3 +533,13 @@ def test_tokenize_with_padless_decoder_style_tokenizer(pair_task):
     # No pair template: a newline separates the two texts so they do not run together.
     first = train[0]["input_ids"]
     assert 1 in first and first[-2] == 3
+
+
+def test_classification_collator_pads_to_multiple_of_8(minilm_tokenizer, pair_task):
+    from lightpeft.data import make_collator
+
+    train, _ = tokenize_task(pair_task, minilm_tokenizer, max_seq_length=16)
+    batch = make_collator(pair_task, minilm_tokenizer)([train[i] for i in range(3)])
+    assert batch["input_ids"].shape == (3, 16) and batch["labels"].tolist() == list(pair_task.train["label"][:3])
+    assert make_collator(pair_task, minilm_tokenizer, pad_to_multiple_of=None)([train[-1]])["input_ids"].shape[1] \
+        == len(train[-1]["input_ids"])

@@ -7,8 +7,8 @@ import pytest
 import torch
 from peft import PeftModel
 
-from conftest import example_batch, save_tiny_model_dir
-from lightpeft import LightPeftError, export_run, load_exported, load_pruned_base
+from conftest import decoder_batch, example_batch, save_tiny_model_dir
+from lightpeft import LightPeftError, arch, export_run, load_exported, load_pruned_base
 from lightpeft.adapters import AdapterLinear
 from lightpeft.peft_modules import lora_layers
 
@@ -68,6 +68,27 @@ def test_adapter_export_keeps_adapters_and_logits(adapter_export, adapter_run):
     assert torch.allclose(model(**batch).logits, adapter_run[1].model(**batch).logits, atol=1e-6)
     with pytest.raises(LightPeftError, match="no vanilla peft adapter"):
         load_pruned_base(adapter_export)
+
+
+@pytest.mark.parametrize("family, peft", [("llama", "lora"), ("gpt2", "lora"), ("gpt2", "adapter")])
+def test_decoder_exports_give_the_run_logits(family, peft, decoder_runs, tmp_path):
+    """Decoders rebuild from plan.json on the meta device: GQA k/v rows (Llama), Conv1D and fused c_attn (GPT-2)."""
+    _, run_dir, result = decoder_runs(family, peft)
+    export_dir = export_run(run_dir, tmp_path / "export")
+    model, batch = load_exported(export_dir), decoder_batch()
+    expected = result.model(**batch).logits
+    assert torch.allclose(model(**batch).logits, expected, atol=1e-5)
+    plan, block = result.plan, arch.layer_modules(model)[1]
+    if family == "llama":  # whole KV groups went: k rows of the kept KV heads only
+        assert len(plan.kv_heads[1]) < plan.num_kv_heads
+        assert block.self_attn.k_proj.weight.shape[0] == len(plan.kv_heads[1]) * plan.head_size
+    else:
+        assert block.attn.c_attn.weight.shape[1] == 3 * len(plan.heads[1]) * plan.head_size  # Conv1D: (in, out)
+    if peft == "lora":
+        config = json.loads((export_dir / "peft/adapter_config.json").read_text())
+        assert config["fan_in_fan_out"] == (family == "gpt2")  # GPT-2's Conv1D stores weights (in, out)
+        vanilla = PeftModel.from_pretrained(load_pruned_base(export_dir), export_dir / "peft").eval()
+        assert torch.allclose(vanilla(**batch).logits, expected, atol=1e-6)
 
 
 def test_wrong_base_or_broken_run_writes_nothing(lora_run, tmp_path):

@@ -1,5 +1,6 @@
 """Importance statistics against a hand computation on a tiny example."""
 
+import pytest
 import torch
 
 from conftest import tiny_batch, tiny_model
@@ -21,11 +22,14 @@ def test_masked_token_mean_ignores_padding():
     values = torch.tensor([[1.0, 2.0, 100.0], [3.0, 4.0, 5.0]])
     mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
     assert torch.isclose(masked_token_mean(values, mask), torch.tensor(15.0 / 5))
+    values[0, 2] = float("nan")  # 0/0 at a padded position (a zero pad embedding) must not poison the mean
+    assert torch.isclose(masked_token_mean(values, mask), torch.tensor(15.0 / 5))
+    assert torch.isclose(masked_token_mean(values.reshape(-1), mask), torch.tensor(15.0 / 5))  # (B*T,) as OPT's FFN
 
 
-def _tracked_model(window=1.0, total_steps=2):
-    model = tiny_model()
-    name = arch.linear_names(model, ["q"])[0]
+def _tracked_model(window=1.0, total_steps=2, family="bert", role="q"):
+    model = tiny_model(family)
+    name = arch.linear_names(model, [role])[0]
     peft_model = wrap_with_lora(model, [name], r=2, alpha=4.0, dropout=0.0)
     with torch.no_grad():
         layer = peft_model.get_base_model().get_submodule(name)
@@ -33,8 +37,10 @@ def _tracked_model(window=1.0, total_steps=2):
     return peft_model, name, ImportanceTracker(peft_model, total_steps=total_steps, window=window)
 
 
-def test_module_and_rank_importance_match_hand_computation():
-    peft_model, name, tracker = _tracked_model()
+@pytest.mark.parametrize("family, role", [("bert", "q"), ("opt", "ffn_out"), ("gpt2", "q"), ("llama", "k")])
+def test_module_and_rank_importance_match_hand_computation(family, role):
+    """OPT's FFN sees flattened tokens (B*T, F); GPT-2's fused c_attn is a Conv1D; Llama's k_proj is GQA-narrow."""
+    peft_model, name, tracker = _tracked_model(family=family, role=role)
     layer = peft_model.get_base_model().get_submodule(name)
     seen = {}
     layer.register_forward_pre_hook(lambda m, args: seen.setdefault("x", args[0].detach()))
@@ -44,12 +50,14 @@ def test_module_and_rank_importance_match_hand_computation():
     out.loss.backward()
     tracker.end_step()
 
-    x = seen["x"]  # (B, T, hidden)
+    x = seen["x"]  # (B, T, in), or (B*T, in) for OPT's FFN
     a, b = layer.lora_A["default"].weight, layer.lora_B["default"].weight
-    base = x @ layer.base_layer.weight.T + layer.base_layer.bias
+    weight, bias = layer.base_layer.weight, layer.base_layer.bias
+    base = x @ (weight if family == "gpt2" else weight.T)  # Conv1D stores (in, out)
+    base = base + bias if bias is not None else base
     delta = (x @ a.T @ b.T) * (4.0 / 2)
-    ratio = delta.norm(dim=-1) / base.norm(dim=-1)  # (B, T)
     keep = batch["attention_mask"].bool()
+    ratio = (delta.norm(dim=-1) / base.norm(dim=-1)).reshape(keep.shape)  # (B, T)
     expected_module = ratio[keep].mean()
     expected_rank = (a * a.grad).mean(1).abs() + (b * b.grad).mean(0).abs()
 

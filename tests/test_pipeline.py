@@ -112,11 +112,11 @@ def test_plan_for_another_base_is_refused_at_load(finished_run, tmp_path):
 
 
 def test_unsupported_architecture_names_the_supported_ones(tmp_path, tiny_csv):
-    from transformers import GPT2Config
+    from transformers import T5Config
 
-    GPT2Config(n_layer=1, n_embd=16, n_head=2).save_pretrained(tmp_path / "gpt2")
-    with pytest.raises(LightPeftError, match="supported: .*bert"):
-        pipeline.load_base(str(tmp_path / "gpt2"), 2)
+    T5Config(num_layers=1, d_model=16, num_heads=2).save_pretrained(tmp_path / "t5")
+    with pytest.raises(LightPeftError, match="supported: .*bert.*gpt2.*llama"):
+        pipeline.load_base(str(tmp_path / "t5"), 2)
     with pytest.raises(LightPeftError, match="does not exist"):
         pipeline.load_base(str(tmp_path / "nowhere"), 2)
 

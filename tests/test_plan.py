@@ -8,7 +8,7 @@ from conftest import tiny_model
 from helpers import random_plan
 from lightpeft.config import PlanConfig
 from lightpeft.errors import LightPeftError
-from lightpeft.plan import Plan, keep_per_row, num_to_prune, select_ranks
+from lightpeft.plan import Plan, keep_heads, keep_per_row, kv_heads_of, num_to_prune, select_ranks
 
 
 @pytest.mark.parametrize("n", [1, 2, 5, 12, 16, 37, 100])
@@ -80,3 +80,32 @@ def test_plan_for_another_base_is_refused():
 def test_ratios_outside_unit_interval_are_rejected(bad):
     with pytest.raises(LightPeftError, match=r"\[0, 1\)"):
         PlanConfig(head_ratio=bad)
+
+
+def test_gqa_kv_group_policy_prunes_whole_groups_by_their_mean_gate():
+    scores = torch.tensor([[0.9, 0.1, 0.2, 0.1, 0.9, 0.9]])  # 3 groups of 2 query heads: means 0.5, 0.15, 0.9
+    kept = keep_heads(scores, PlanConfig(head_ratio=1 / 3), group_size=2)  # count rule over 3 groups: prune 1
+    assert kept == [[0, 1, 4, 5]] and kv_heads_of(kept, 2) == [[0, 2]]
+
+
+def test_gqa_per_group_policy_prunes_the_same_number_in_every_group():
+    scores = torch.tensor([[0.9, 0.1, 0.2, 0.3, 0.05, 0.9]])  # the layer loses 2 of 6 -> 1 per group, lowest first
+    kept = keep_heads(scores, PlanConfig(head_ratio=1 / 3, gqa_policy="per_group"), group_size=2)
+    assert kept == [[0, 3, 5]] and kv_heads_of(kept, 2) == [[0, 1, 2]]
+    assert keep_heads(scores, PlanConfig(head_ratio=1 / 3), group_size=1) == keep_per_row(scores, 1 / 3, "layer")
+
+
+def test_single_kv_head_with_kv_group_policy_is_refused():
+    with pytest.raises(LightPeftError, match="per_group"):
+        keep_heads(torch.rand(2, 4), PlanConfig(), group_size=4)
+    assert [len(h) for h in keep_heads(torch.rand(2, 4), PlanConfig(gqa_policy="per_group"), group_size=4)] == [2, 2]
+    with pytest.raises(LightPeftError, match="gqa_policy"):
+        PlanConfig(gqa_policy="whole")
+
+
+def test_plan_without_kv_fields_loads_as_one_kv_head_per_query_head(tmp_path):
+    data = random_plan(tiny_model(), PlanConfig()).to_json()
+    del data["kv_heads"], data["num_kv_heads"]
+    (tmp_path / "plan.json").write_text(json.dumps(data))
+    plan = Plan.load(tmp_path / "plan.json")
+    assert plan.kept_kv_heads(1) == plan.heads[1]

@@ -5,8 +5,8 @@ import torch
 
 from conftest import tiny_batch, tiny_model
 from helpers import as_base, lora_everywhere, random_plan
-from lightpeft import masks
-from lightpeft.config import PlanConfig
+from lightpeft import arch, masks
+from lightpeft.config import PEFT_ROLES, PlanConfig
 from lightpeft.peft_modules import export_state, lora_layers
 from lightpeft.pipeline import build_model
 from lightpeft.surgery import NoAttention, slice_peft_state
@@ -32,9 +32,12 @@ CASES = {
     "paper defaults": dict(cfg=PlanConfig()),
     "layer loses every head": dict(cfg=PlanConfig(head_ratio=0.5, head_scope="global"), kill_heads_layer=0),
     "layer loses every FFN neuron": dict(cfg=PlanConfig(ffn_ratio=0.5), kill_ffn_layer=1),
-    "ratios close to 1": dict(cfg=PlanConfig(head_ratio=0.95, ffn_ratio=0.99, module_ratio=0.9, rank_ratio=0.95)),
+    "ratios close to 1": dict(cfg=PlanConfig(head_ratio=0.95, ffn_ratio=0.99, module_ratio=0.8, rank_ratio=0.9)),
     "rank pruning only, per module": dict(cfg=PlanConfig(head_ratio=0, ffn_ratio=0, module_ratio=0,
                                                           rank_ratio=0.6, rank_scope="layer")),
+    "GQA: same query heads in every group": dict(cfg=PlanConfig(head_ratio=0.5, gqa_policy="per_group")),
+    "GQA: per group, a layer loses every head": dict(cfg=PlanConfig(head_ratio=0.5, head_scope="global",
+                                                                    gqa_policy="per_group"), kill_heads_layer=1),
 }
 
 
@@ -74,9 +77,11 @@ def test_pruned_weights_are_contiguous_and_sized():
 
 
 def test_zero_ratios_keep_everything_and_match_unpruned(family):
-    plan = random_plan(tiny_model(family), PlanConfig(head_ratio=0, ffn_ratio=0, module_ratio=0, rank_ratio=0))
-    assert all(len(h) == 4 for h in plan.heads) and all(len(f) == 37 for f in plan.ffn)
-    assert len(plan.peft_modules) == 12 and all(len(e["units"]) == 4 for e in plan.peft_modules.values())
+    model = tiny_model(family)
+    plan = random_plan(model, PlanConfig(head_ratio=0, ffn_ratio=0, module_ratio=0, rank_ratio=0))
+    assert all(len(h) == arch.num_heads(model.config) for h in plan.heads) and all(len(f) == 37 for f in plan.ffn)
+    assert len(plan.peft_modules) == len(arch.linear_names(model, PEFT_ROLES))
+    assert all(len(e["units"]) == 4 for e in plan.peft_modules.values())
     reference = lora_everywhere(tiny_model(family))
     batch = tiny_batch()
     rebuilt = build_model(as_base(tiny_model(family)), plan, slice_peft_state(export_state(reference), plan)).eval()

@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from transformers.activations import ACT2FN
 
+from . import arch
+
 # peft's SEQ_CLS `modules_to_save`: the task head trains alongside the PEFT modules
 HEAD_NAMES = ("classifier", "score")
 
@@ -44,9 +46,9 @@ class BottleneckAdapter(nn.Module):
 
 
 class AdapterLinear(nn.Module):
-    """A linear (`base_layer`) whose output goes through a residual bottleneck adapter."""
+    """A linear (`base_layer`: nn.Linear or GPT-2's Conv1D) whose output goes through a residual bottleneck adapter."""
 
-    def __init__(self, base_layer: nn.Linear, adapter: BottleneckAdapter):
+    def __init__(self, base_layer: nn.Module, adapter: BottleneckAdapter):
         super().__init__()
         self.base_layer = base_layer
         self.adapter = adapter
@@ -61,11 +63,12 @@ class AdapterLinear(nn.Module):
 
     @property
     def in_features(self) -> int:
-        return self.base_layer.in_features
+        return arch.features(self.base_layer)[0]
 
     @property
     def out_features(self) -> int:
-        return self.base_layer.out_features
+        return arch.features(self.base_layer)[1]
+
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.base_layer(x)
@@ -86,7 +89,7 @@ def add_adapters(model: nn.Module, targets: list[str], size: int, activation: st
     sizes = sizes or {}
     for name in targets:
         linear = model.get_submodule(name)
-        adapter = BottleneckAdapter(linear.out_features, sizes.get(name, size), activation, dropout, init_std,
+        adapter = BottleneckAdapter(arch.features(linear)[1], sizes.get(name, size), activation, dropout, init_std,
                                     scaling, device=linear.weight.device, dtype=linear.weight.dtype)
         owner_path, _, attr = name.rpartition(".")
         setattr(model.get_submodule(owner_path) if owner_path else model, attr, AdapterLinear(linear, adapter))

@@ -9,8 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from torch import nn
+from transformers.pytorch_utils import Conv1D
 
 from .errors import LightPeftError
+
+
+QKV_ROLES = ("q", "k", "v")
 
 
 @dataclass(frozen=True)
@@ -26,12 +30,23 @@ class ArchSpec:
     ffn_in: tuple[str, ...]  # FFN input projections (one for GELU MLPs; gate + up for SwiGLU)
     ffn_out: str  # FFN output projection; its *input* is the per-neuron activation
     attention: str  # the module to replace by a no-op when a layer loses every head
+    ffn_size_key: str = "intermediate_size"  # config attribute holding the FFN width
+    fused_qkv: bool = False  # q, k and v are one projection whose output is [q | k | v] (GPT-2's c_attn)
 
     def role_paths(self, role: str) -> tuple[str, ...]:
         """Block-relative paths of the linears that play `role`."""
         if role == "ffn_in":
             return self.ffn_in
         return (getattr(self, role),)
+
+    def linear_role(self, role: str) -> str:
+        """Role recorded for a linear: `qkv` for the fused projection, which q, k and v all name."""
+        return "qkv" if self.fused_qkv and role in QKV_ROLES else role
+
+    @property
+    def o_inside_attention(self) -> bool:
+        """Decoders keep the output projection inside the attention module (BERT keeps it beside)."""
+        return self.o.startswith(self.attention + ".")
 
 
 BERT_LIKE = ArchSpec(
@@ -46,10 +61,57 @@ BERT_LIKE = ArchSpec(
     attention="attention.self",
 )
 
+OPT = ArchSpec(
+    family="opt",
+    layers="decoder.layers",
+    q="self_attn.q_proj",
+    k="self_attn.k_proj",
+    v="self_attn.v_proj",
+    o="self_attn.out_proj",
+    ffn_in=("fc1",),
+    ffn_out="fc2",
+    attention="self_attn",
+    ffn_size_key="ffn_dim",
+)
+
+# GPT-2: Conv1D linears (weight (in, out)); q, k, v fused in c_attn; n_inner None means 4 x hidden
+GPT2 = ArchSpec(
+    family="gpt2",
+    layers="h",
+    q="attn.c_attn",
+    k="attn.c_attn",
+    v="attn.c_attn",
+    o="attn.c_proj",
+    ffn_in=("mlp.c_fc",),
+    ffn_out="mlp.c_proj",
+    attention="attn",
+    ffn_size_key="n_inner",
+    fused_qkv=True,
+)
+
+# Llama-style decoders: grouped-query attention, SwiGLU FFN (gate and up rows pruned together with down columns)
+LLAMA_LIKE = ArchSpec(
+    family="llama",
+    layers="layers",
+    q="self_attn.q_proj",
+    k="self_attn.k_proj",
+    v="self_attn.v_proj",
+    o="self_attn.o_proj",
+    ffn_in=("mlp.gate_proj", "mlp.up_proj"),
+    ffn_out="mlp.down_proj",
+    attention="self_attn",
+)
+
 ARCHITECTURES: dict[str, ArchSpec] = {
     "bert": BERT_LIKE,
     "roberta": BERT_LIKE,
     "xlm-roberta": BERT_LIKE,
+    "opt": OPT,
+    "gpt2": GPT2,
+    "llama": LLAMA_LIKE,
+    "mistral": LLAMA_LIKE,
+    "qwen2": LLAMA_LIKE,
+    "qwen3": LLAMA_LIKE,  # per-head q/k RMSNorm acts on head_dim only, so whole heads slice cleanly
 }
 
 
@@ -87,8 +149,29 @@ def num_heads(config) -> int:
     return config.num_attention_heads
 
 
+def num_kv_heads(config) -> int:
+    """Key/value heads (grouped-query attention); equal to the query heads elsewhere."""
+    return getattr(config, "num_key_value_heads", None) or num_heads(config)
+
+
+def kv_group_size(config) -> int:
+    """Query heads per key/value head (1 without grouped-query attention)."""
+    heads, kv = num_heads(config), num_kv_heads(config)
+    if heads % kv:
+        raise LightPeftError(f"{heads} attention heads do not split into {kv} key/value groups; check the config")
+    return heads // kv
+
+
 def ffn_size(config) -> int:
-    return config.intermediate_size
+    width = getattr(config, get_arch(config).ffn_size_key, None)
+    return width or 4 * config.hidden_size  # GPT-2 stores n_inner=None for the default 4 x hidden
+
+
+def features(linear: nn.Module) -> tuple[int, int]:
+    """(in, out) features of an nn.Linear or a transformers Conv1D (whose weight is stored (in, out))."""
+    if isinstance(linear, Conv1D):
+        return linear.nx, linear.nf
+    return linear.in_features, linear.out_features
 
 
 def layer_path(model: nn.Module, layer: int) -> str:
@@ -99,13 +182,16 @@ def layer_path(model: nn.Module, layer: int) -> str:
 
 
 def linear_roles(model: nn.Module, roles) -> dict[str, tuple[int, str]]:
-    """Full module names (from the top of `model`) of the linears playing `roles` -> (layer, role), in order."""
+    """Full module names (from the top of `model`) of the linears playing `roles` -> (layer, role), in order.
+
+    A fused projection appears once, with role `qkv` (GPT-2's c_attn, named by any of q, k, v).
+    """
     spec = get_arch(model)
     out = {}
     for layer in range(num_layers(model)):
         for role in roles:
             for path in spec.role_paths(role):
-                out[f"{layer_path(model, layer)}.{path}"] = (layer, role)
+                out.setdefault(f"{layer_path(model, layer)}.{path}", (layer, spec.linear_role(role)))
     return out
 
 

@@ -40,7 +40,9 @@ class DataConfig:
         default="rotten_tomatoes",
         metadata={
             "help": "`rotten_tomatoes` (packaged real snippets, seeded split), a GLUE/SuperGLUE-format directory "
-            "(e.g. shared/data/SST-2), a CSV/TSV/JSON/JSONL file, or a `datasets.load_dataset` name when a hub is reachable."
+            "(e.g. shared/data/SST-2, shared/data/COPA), a SQuAD-format directory or .json file (extractive QA), a "
+            "JSON(L) file of prompt/response records (causal-LM fine-tuning), a CSV/TSV/JSON/JSONL text/label file, "
+            "or a `datasets.load_dataset` name when a hub is reachable."
         },
     )
     validation_file: str | None = field(
@@ -56,9 +58,27 @@ class DataConfig:
         default=0.1, metadata={"help": "Held-out fraction when the data has no dev split."}
     )
     split_seed: int = field(default=0, metadata={"help": "Seed of the split and of subsampling."})
+    doc_stride: int | None = field(
+        default=None,
+        metadata={"help": "Extractive QA: tokens shared by consecutive windows of a context longer than "
+                  "--max_seq_length (default: max_seq_length // 4)."},
+    )
+    max_answer_length: int = field(
+        default=30, metadata={"help": "Extractive QA: longest answer, in tokens, that prediction may return."}
+    )
+    use_chat_template: bool = field(
+        default=False,
+        metadata={"help": "Causal-LM data: render prompt/response as a user and an assistant turn with the "
+                  "tokenizer's chat template (e.g. SmolLM2-Instruct) instead of prompt, newline, response, EOS."},
+    )
 
     def __post_init__(self):
         _check_positive("max_seq_length", self.max_seq_length)
+        _check_positive("doc_stride", self.doc_stride)
+        _check_positive("max_answer_length", self.max_answer_length)
+        if self.doc_stride is not None and self.doc_stride >= self.max_seq_length:
+            raise LightPeftError(f"--doc_stride {self.doc_stride} must be smaller than --max_seq_length "
+                                 f"{self.max_seq_length}; try {max(1, self.max_seq_length // 4)}")
         _check_positive("max_train_samples", self.max_train_samples)
         _check_positive("max_eval_samples", self.max_eval_samples)
         if not 0.0 < self.validation_fraction < 1.0:
@@ -165,6 +185,7 @@ class EstimateConfig:
 
 
 SCOPES = ("layer", "global")
+GQA_POLICIES = ("kv_group", "per_group")
 
 
 @dataclass
@@ -195,6 +216,12 @@ class PlanConfig:
     budget_seq_length: int = field(
         default=128, metadata={"help": "Tokens per example assumed by --target_train_speedup's FLOP count."}
     )
+    gqa_policy: str = field(
+        default="kv_group",
+        metadata={"help": "Grouped-query attention (Llama, Mistral, Qwen): `kv_group` prunes whole key/value groups "
+                  "(scored by the mean gate of their query heads; k/v and the KV cache shrink too); `per_group` "
+                  "prunes the same number of query heads in every group (k/v stay whole)."},
+    )
 
     def __post_init__(self):
         for name in ("head_ratio", "ffn_ratio", "module_ratio", "rank_ratio"):
@@ -211,6 +238,8 @@ class PlanConfig:
         for name in ("head_scope", "ffn_scope", "rank_scope"):
             if getattr(self, name) not in SCOPES:
                 raise LightPeftError(f"--{name} must be one of {', '.join(SCOPES)}, got {getattr(self, name)!r}")
+        if self.gqa_policy not in GQA_POLICIES:
+            raise LightPeftError(f"--gqa_policy must be one of {', '.join(GQA_POLICIES)}, got {self.gqa_policy!r}")
 
 
 @dataclass

@@ -143,6 +143,7 @@ def run_estimation(base, tokenizer, train_ds, metric_kind: str, args, peft_cfg: 
         "model_type": config.model_type,
         "num_layers": arch.num_layers(hf_model),
         "num_heads": arch.num_heads(config),
+        "num_kv_heads": arch.num_kv_heads(config),
         "head_size": arch.head_size(config),
         "ffn_size": arch.ffn_size(config),
         "num_labels": config.num_labels,

@@ -29,11 +29,17 @@ def taylor_rank_scores(lora_a: torch.Tensor, grad_a: torch.Tensor, lora_b: torch
 
 
 def masked_token_mean(values: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean of per-token `values` (B, T) over positions where `attention_mask` is 1 (all if no mask fits)."""
-    if attention_mask is None or attention_mask.shape != values.shape:
+    """Mean of per-token `values` (B, T) over positions where `attention_mask` is 1 (all if no mask fits).
+
+    Values of flattened tokens (B*T,), as OPT's FFN sees them, are matched to the mask row-major. Padded
+    positions are left out even when their value is NaN.
+    """
+    if attention_mask is None or attention_mask.numel() != values.numel():
         return values.mean()
-    weights = attention_mask.to(values.dtype)
-    return (values * weights).sum() / weights.sum().clamp_min(1.0)
+    values = values.reshape(attention_mask.shape)  # (B*T,) -> (B, T); a no-op for (B, T)
+    keep = attention_mask.bool()
+    # where, not a product: padding can give 0/0 = NaN (a zero pad embedding, as in tiny Llama configs)
+    return torch.where(keep, values, 0.0).sum() / keep.sum().clamp_min(1).to(values.dtype)
 
 
 class ImportanceTracker:

@@ -46,6 +46,13 @@ def load_tokenizer(name_or_path: str, tokenizer_name: str | None = None):
     return tokenizer
 
 
+def _set_pad_from_eos(config) -> None:
+    """Decoder classifiers read the last non-padding token, so they need `pad_token_id`: EOS, as the tokenizer pads."""
+    eos = getattr(config, "eos_token_id", None)
+    if config.pad_token_id is None and eos is not None:
+        config.pad_token_id = eos[0] if isinstance(eos, (list, tuple)) else eos
+
+
 def load_base(name_or_path: str, num_labels: int, regression: bool = False, replace_head: bool = False) -> BaseModel:
     """Load `name_or_path` as a sequence classifier with `num_labels` outputs (1 for regression).
 
@@ -63,8 +70,7 @@ def load_base(name_or_path: str, num_labels: int, regression: bool = False, repl
         )
     finally:
         hf_logging.set_verbosity(verbosity)
-    if model.config.pad_token_id is None and getattr(model.config, "eos_token_id", None) is not None:
-        model.config.pad_token_id = model.config.eos_token_id
+    _set_pad_from_eos(model.config)
     fresh = sorted(info.get("missing_keys", []))
     return BaseModel(model=model, path=str(path), fingerprint=fingerprint(model, exclude=tuple(fresh)),
                      fresh_keys=fresh)

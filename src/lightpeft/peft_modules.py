@@ -19,8 +19,9 @@ from peft import LoraConfig, TaskType, get_peft_model
 from peft.tuners.lora import LoraLayer
 from peft.utils import ModulesToSaveWrapper
 from torch import nn
+from transformers.pytorch_utils import Conv1D
 
-from . import adapters
+from . import adapters, arch
 from .errors import LightPeftError
 from .plan import Plan
 
@@ -66,9 +67,10 @@ def peft_units(model: nn.Module) -> dict[str, PeftUnit]:
 
 def unit_params(peft: str, linear: nn.Module) -> int:
     """Trainable parameters one unit (LoRA rank, adapter bottleneck unit) costs on `linear`."""
+    fan_in, fan_out = arch.features(linear)
     if peft == "lora":
-        return linear.in_features + linear.out_features
-    return 2 * linear.out_features  # adapter: hidden -> unit -> hidden
+        return fan_in + fan_out
+    return 2 * fan_out  # adapter: hidden -> unit -> hidden
 
 
 # ------------------------------------------------------------------------------------------------ injection
@@ -89,6 +91,8 @@ def wrap_with_lora(model: nn.Module, targets: list[str], r: int, alpha: float, d
         lora_dropout=dropout,
         rank_pattern={re.escape(n): k for n, k in (ranks or {}).items() if k != r},
         alpha_pattern={re.escape(n): alpha * k / r for n, k in (ranks or {}).items() if k != r},
+        # GPT-2's Conv1D stores weights (in, out); peft needs to be told (it only warns and fixes it otherwise)
+        fan_in_fan_out=any(isinstance(model.get_submodule(t), Conv1D) for t in targets),
     )
     return get_peft_model(model, config)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 from transformers import AutoConfig, AutoModelForSequenceClassification
+from transformers.pytorch_utils import Conv1D
 
 from . import arch
 from .config import (DataConfig, EstimateConfig, LightPeftTrainingArguments, ModelConfig, PeftSettings,
@@ -32,7 +33,7 @@ from .io import atomic_path, write_json
 from .models import BaseModel, load_base, load_config, load_tokenizer
 from .peft_modules import (SLICED_WITH_STRUCTURE, export_state, head_modules, hf_model, import_state,
                            inject_for_plan, unit_params)
-from .plan import Plan, choose
+from .plan import Plan, choose, kv_heads_of
 from .report import markdown_table
 from .surgery import prune_backbone, slice_peft_state
 from .training import make_trainer, measured, planned_steps
@@ -71,14 +72,16 @@ def structure_plan(estimate: Estimate, cfg: PlanConfig) -> Plan:
     """The plan `cfg`'s ratios give on `estimate`, without parameter counts (cheap: no model is built)."""
     meta = estimate.meta
     roles = {name: tuple(role) for name, role in meta["module_roles"].items()}
+    num_kv_heads = meta.get("num_kv_heads", meta["num_heads"])
+    group_size = meta["num_heads"] // num_kv_heads
     heads, ffn, modules = choose(estimate.head_masks, estimate.ffn_masks, estimate.module_names,
-                                 estimate.module_importance, estimate.rank_importance, cfg, roles,
+                                 estimate.module_importance, estimate.rank_importance, cfg, roles, group_size,
                                  drop_widthless=SLICED_WITH_STRUCTURE[meta["peft"]])
     return Plan(
         base_fingerprint=estimate.fingerprint, model_type=meta["model_type"], num_layers=meta["num_layers"],
         num_heads=meta["num_heads"], head_size=meta["head_size"], ffn_size=meta["ffn_size"], heads=heads, ffn=ffn,
         peft=meta["peft"], peft_config=meta["peft_config"], peft_modules=modules, kind="light-peft",
-        ratios=vars(cfg).copy(),
+        ratios=vars(cfg).copy(), num_kv_heads=num_kv_heads, kv_heads=kv_heads_of(heads, group_size),
     )
 
 
@@ -89,6 +92,7 @@ def vanilla_plan(base: BaseModel, peft_cfg: PeftSettings) -> Plan:
     """
     model, config = base.model, base.model.config
     layers, heads, ffn = arch.num_layers(model), arch.num_heads(config), arch.ffn_size(config)
+    kv_heads = arch.num_kv_heads(config)
     method = peft_cfg.method_config()
     modules = {n: {"layer": layer, "role": role, "units": list(range(method["r"]))}
                for n, (layer, role) in arch.linear_roles(model, peft_cfg.vanilla_roles()).items()}
@@ -96,7 +100,7 @@ def vanilla_plan(base: BaseModel, peft_cfg: PeftSettings) -> Plan:
         base_fingerprint=base.fingerprint, model_type=config.model_type, num_layers=layers, num_heads=heads,
         head_size=arch.head_size(config), ffn_size=ffn, heads=[list(range(heads))] * layers,
         ffn=[list(range(ffn))] * layers, peft=peft_cfg.peft, peft_config=method, peft_modules=modules,
-        kind="vanilla",
+        kind="vanilla", num_kv_heads=kv_heads, kv_heads=[list(range(kv_heads))] * layers,
     )
     plan.counts = count_plan(plan, config)
     return plan
@@ -132,7 +136,8 @@ def count_plan(plan: Plan, config, estimate_modules: dict | None = None) -> dict
 def _counted_train_speedup(plan: Plan, config) -> float:
     """Training-step FLOPs of PEFT on the unpruned model (backward to block 0) over this plan's (see budget.py)."""
     full = dataclasses.replace(plan, heads=[list(range(plan.num_heads))] * plan.num_layers,
-                               ffn=[list(range(plan.ffn_size))] * plan.num_layers)
+                               ffn=[list(range(plan.ffn_size))] * plan.num_layers,
+                               kv_heads=[list(range(plan.num_kv_heads or plan.num_heads))] * plan.num_layers)
     before = train_step_cost(block_costs(full, config, 128), 0)
     return before / train_step_cost(block_costs(plan, config, 128), lowest_peft_block(plan))
 
@@ -140,11 +145,8 @@ def _counted_train_speedup(plan: Plan, config) -> float:
 def _structure_counts(model, peft: str, units: dict[str, int]) -> dict:
     backbone = model.base_model
     layers = backbone.get_submodule(arch.get_arch(model).layers)
-    linear_weights = sum(m.weight.numel() for m in layers.modules() if isinstance(m, torch.nn.Linear))
-    peft_params = 0
-    for name, count in units.items():
-        linear = model.get_submodule(name)
-        peft_params += count * unit_params(peft, linear) if isinstance(linear, torch.nn.Linear) else 0
+    linear_weights = sum(m.weight.numel() for m in layers.modules() if isinstance(m, (torch.nn.Linear, Conv1D)))
+    peft_params = sum(count * unit_params(peft, model.get_submodule(name)) for name, count in units.items())
     return {"foundation": sum(p.numel() for p in backbone.parameters()), "flops": 2 * linear_weights,
             "peft": peft_params}
 

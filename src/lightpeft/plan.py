@@ -6,6 +6,14 @@ Selection follows the reference's quantile rule "prune a unit iff its score <= q
 linear interpolation) in its count form: for n distinct scores that prunes exactly floor(ratio * (n - 1)) + 1
 units (ratio > 0), e.g. 4 of 12 heads and 5 of 16 at ratio 1/3. The count form stays well defined under ties
 (ties are broken by index) and prunes nothing at ratio 0, so ratio 0 reproduces vanilla structure exactly.
+
+Grouped-query attention (Llama, Mistral, Qwen): gates are per query head, but k/v rows are shared by a group of
+query heads, and `num_key_value_groups` (query heads per KV head) must stay one integer per layer. `keep_heads`
+offers two policies (`PlanConfig.gqa_policy`):
+  * `kv_group` (default): prune whole KV groups, each scored by the mean gate of its query heads, with the count
+    rule over groups. k/v projections and the KV cache shrink with the query heads; groups keep their size.
+  * `per_group`: prune the same number of query heads in every group of a layer (the layer's count from the
+    ordinary rule, divided by the number of groups and rounded), lowest gates first; k/v stay whole.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 
 import torch
@@ -53,6 +61,8 @@ class Plan:
     ratios: dict = field(default_factory=dict)
     counts: dict = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+    num_kv_heads: int | None = None  # key/value heads per layer before pruning (None: one per query head)
+    kv_heads: list[list[int]] = field(default_factory=list)  # kept KV heads per layer ([]: the same as `heads`)
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -66,7 +76,8 @@ class Plan:
                 "re-run `lightpeft plan` with this version"
             )
         names = {f.name for f in dataclasses.fields(cls)}
-        missing = names - set(data) - {"ratios", "counts", "kind"}
+        required = {f.name for f in dataclasses.fields(cls) if f.default is MISSING and f.default_factory is MISSING}
+        missing = required - set(data)
         if missing:
             raise LightPeftError(f"{source} is incomplete (missing {', '.join(sorted(missing))}); re-run `lightpeft plan`")
         if data["peft"] not in PEFT_TYPES:
@@ -109,6 +120,9 @@ class Plan:
         entry = self.peft_modules[name]
         return entry["layer"], entry["role"]
 
+    def kept_kv_heads(self, layer: int) -> list[int]:
+        return self.kv_heads[layer] if self.kv_heads else self.heads[layer]
+
 
 def num_to_prune(n: int, ratio: float) -> int:
     """How many of n units the quantile rule prunes at `ratio` (distinct scores)."""
@@ -134,6 +148,31 @@ def keep_per_row(scores: torch.Tensor, ratio: float, scope: str) -> list[list[in
         for index in flat:
             pruned[index // cols].add(index % cols)
     return [[c for c in range(cols) if c not in pruned[r]] for r in range(rows)]
+
+
+def keep_heads(head_masks: torch.Tensor, cfg: PlanConfig, group_size: int = 1) -> list[list[int]]:
+    """Kept query heads per layer; with grouped-query attention (`group_size` > 1), by `cfg.gqa_policy`."""
+    if group_size == 1:
+        return keep_per_row(head_masks, cfg.head_ratio, cfg.head_scope)
+    layers, heads = head_masks.shape
+    groups = head_masks.reshape(layers, heads // group_size, group_size)  # (L, H) -> (L, KV, G)
+    if cfg.gqa_policy == "kv_group":
+        if groups.shape[1] == 1 and cfg.head_scope == "layer" and cfg.head_ratio > 0:
+            raise LightPeftError("the model has one key/value head per layer, so --gqa_policy kv_group would remove "
+                                 "all attention; use --gqa_policy per_group or --head_scope global")
+        kept_groups = keep_per_row(groups.mean(dim=-1), cfg.head_ratio, cfg.head_scope)
+        return [[g * group_size + i for g in kept for i in range(group_size)] for kept in kept_groups]
+    kept = []
+    for layer, kept_any in enumerate(keep_per_row(head_masks, cfg.head_ratio, cfg.head_scope)):
+        per_group = math.floor((heads - len(kept_any)) / groups.shape[1] + 0.5)  # same count in every group
+        pruned = {g * group_size + i for g, row in enumerate(groups[layer]) for i in lowest(row, per_group)}
+        kept.append([h for h in range(heads) if h not in pruned])
+    return kept
+
+
+def kv_heads_of(heads: list[list[int]], group_size: int) -> list[list[int]]:
+    """Kept key/value heads per layer: the groups that keep at least one query head."""
+    return [sorted({h // group_size for h in layer}) for layer in heads]
 
 
 def select_modules(names: list[str], module_scores: torch.Tensor, ratio: float) -> list[str]:
@@ -174,6 +213,7 @@ def choose(
     rank_scores: torch.Tensor,
     cfg: PlanConfig,
     roles: dict[str, tuple[int, str]],
+    group_size: int = 1,
     drop_widthless: bool = True,
 ) -> tuple[list[list[int]], list[list[int]], dict[str, dict]]:
     """Survivors from estimation statistics, in the reference's order: structure, then modules, then units.
@@ -181,8 +221,9 @@ def choose(
     Masks are ranked by their signed value (a negative mask is pruned first). `roles[name] = (layer, role)`
     lets modules whose target lost every head or neuron be dropped when `drop_widthless` (LoRA: they would have a
     zero-sized side; adapters act on hidden-size outputs and keep working, so they stay).
+    `group_size`: query heads per key/value head (grouped-query attention, see `keep_heads`).
     """
-    heads = keep_per_row(head_masks, cfg.head_ratio, cfg.head_scope)
+    heads = keep_heads(head_masks, cfg, group_size)
     ffn = keep_per_row(ffn_masks, cfg.ffn_ratio, cfg.ffn_scope)
     survivors = select_modules(module_names, module_scores, cfg.module_ratio)
     index = {n: i for i, n in enumerate(module_names)}

@@ -1,27 +1,52 @@
 """Physical pruning: slice backbone weights to the kept heads and neurons, and PEFT weights to match.
 
-transformers v5 has no `prune_heads`; its attention reshapes with `-1` heads, so slicing q/k/v output rows and the
-output projection's input columns is enough (bookkeeping attributes are updated anyway). A layer that keeps no
-head gets a no-op attention (its output projection reduces to its bias, exactly as a fully gated layer); a layer
-that keeps no FFN neuron keeps zero-width FFN linears, which compute the same thing.
+transformers v5 has no `prune_heads`; BERT and Llama attention reshape with `-1` heads, but OPT reshapes with
+`num_heads`, GPT-2 splits its fused q/k/v with `split_size` and grouped-query attention repeats k/v by
+`num_key_value_groups`, so those bookkeeping attributes are updated with the weights. A layer that keeps no head gets
+a no-op attention (its output projection reduces to its bias, exactly as a fully gated layer); a layer that keeps no
+FFN neuron keeps zero-width FFN linears, which compute the same thing (SwiGLU included).
 """
 
 from __future__ import annotations
 
+from collections import Counter
+
 import torch
 from torch import nn
-from transformers.pytorch_utils import prune_linear_layer
+from transformers.pytorch_utils import Conv1D
 
 from . import arch
+from .errors import LightPeftError
 from .peft_modules import SLICED_WITH_STRUCTURE, WEIGHT_SUFFIXES
 from .plan import Plan
 
 
 class NoAttention(nn.Module):
-    """Stands in for a self-attention block that lost every head: an empty per-head context."""
+    """Stands in for an attention block that lost every head: an empty per-head context.
 
-    def forward(self, hidden_states: torch.Tensor, *args, **kwargs):
-        return hidden_states.new_zeros(*hidden_states.shape[:-1], 0), None  # (B, T, 0)
+    Encoders (BERT) keep the output projection outside the attention module, and get the context (B, T, 0) itself.
+    Decoders keep it inside, so it moves in here (same attribute name, so its path still resolves) and the block
+    gets its output: the projection's bias. With a KV cache, the layer still records a (B, 1, T, 1) placeholder:
+    transformers reads the cached sequence length from the cache layers (an empty tensor counts as length 0),
+    so generation positions and masks stay right.
+    """
+
+    def __init__(self, output: nn.Module | None = None, output_name: str = "", layer_idx: int | None = None):
+        super().__init__()
+        self.output_name = output_name if output is not None else ""
+        if output is not None:
+            self.add_module(output_name, output)
+        self.layer_idx = layer_idx
+
+    def forward(self, hidden_states: torch.Tensor, *args, past_key_values=None, **kwargs):
+        batch, length = hidden_states.shape[:2]
+        if past_key_values is not None and self.layer_idx is not None:
+            placeholder = hidden_states.new_zeros(batch, 1, length, 1)  # (B, heads=1, T, head_dim=1)
+            past_key_values.update(placeholder, placeholder, self.layer_idx)
+        context = hidden_states.new_zeros(*hidden_states.shape[:-1], 0)  # (B, T, 0)
+        if self.output_name:
+            return getattr(self, self.output_name)(context), None
+        return context, None
 
 
 def head_rows(heads: list[int], head_size: int) -> torch.Tensor:
@@ -32,47 +57,119 @@ def head_rows(heads: list[int], head_size: int) -> torch.Tensor:
     return (idx[:, None] * head_size + torch.arange(head_size)).reshape(-1)  # (H_kept, d) -> (H_kept*d,)
 
 
+def fused_qkv_rows(heads: list[int], head_size: int, num_heads: int) -> torch.Tensor:
+    """Output indices of a fused [q | k | v] projection (each part num_heads*head_size wide) kept for `heads`."""
+    rows = head_rows(heads, head_size)
+    width = num_heads * head_size
+    return torch.cat([rows + part * width for part in range(3)])  # (3*H_kept*d,)
+
+
 def _replace(parent: nn.Module, path: str, new: nn.Module) -> None:
     owner_path, _, attr = path.rpartition(".")
     owner = parent.get_submodule(owner_path) if owner_path else parent
     setattr(owner, attr, new)
 
 
-def _slice(block: nn.Module, path: str, index: torch.Tensor, dim: int) -> None:
+def _slice(block: nn.Module, path: str, index: torch.Tensor, side: str) -> None:
+    """Keep `index` of the outputs (`side="out"`) or inputs (`"in"`) of an nn.Linear or Conv1D, in place.
+
+    Parameters are replaced by sliced copies with the same dtype and device (meta included).
+    """
     linear = block.get_submodule(path)
-    _replace(block, path, prune_linear_layer(linear, index.to(linear.weight.device), dim=dim))
+    index = index.to(linear.weight.device)
+    out_dim = 1 if isinstance(linear, Conv1D) else 0  # Conv1D stores its weight (in, out), nn.Linear (out, in)
+    dim = out_dim if side == "out" else 1 - out_dim
+    grad = linear.weight.requires_grad
+    linear.weight = nn.Parameter(linear.weight.detach().index_select(dim, index), requires_grad=grad)
+    if side == "out" and linear.bias is not None:
+        linear.bias = nn.Parameter(linear.bias.detach().index_select(0, index), requires_grad=grad)
+    width = len(index)
+    if isinstance(linear, Conv1D):
+        linear.nf, linear.nx = (width, linear.nx) if side == "out" else (linear.nf, width)
+        if linear.nx == 0:  # Conv1D cannot reshape an empty input; an nn.Linear with no inputs gives its bias
+            _replace(block, path, _bias_only_linear(linear))
+    elif side == "out":
+        linear.out_features = width
+    else:
+        linear.in_features = width
 
 
-def prune_heads(block: nn.Module, spec: arch.ArchSpec, heads: list[int], head_size: int) -> None:
-    """Keep `heads` of one block: q/k/v output rows, output-projection input columns."""
+def _bias_only_linear(conv1d: Conv1D) -> nn.Linear:
+    weight = conv1d.weight
+    linear = nn.Linear(0, conv1d.nf, bias=True, device=weight.device, dtype=weight.dtype)
+    linear.bias = conv1d.bias
+    return linear
+
+
+# Head-count attributes that attention modules read in forward (or keep for bookkeeping), by family:
+# BERT num_attention_heads/all_head_size, OPT and GPT-2 num_heads, GPT-2 split_size, Llama num_key_value_groups.
+HEAD_ATTRIBUTES = {
+    "num_attention_heads": lambda heads, kv, d: heads,
+    "num_heads": lambda heads, kv, d: heads,
+    "all_head_size": lambda heads, kv, d: heads * d,
+    "split_size": lambda heads, kv, d: heads * d,
+    "num_key_value_heads": lambda heads, kv, d: kv,
+    "num_key_value_groups": lambda heads, kv, d: heads // kv,
+}
+
+
+def check_groups(layer: int, heads: list[int], kv_heads: list[int], group_size: int) -> None:
+    """Every kept KV head must serve the same number of kept query heads, all from its own group."""
+    per_kv = Counter(h // group_size for h in heads)
+    if sorted(per_kv) != sorted(kv_heads) or len(set(per_kv.values())) > 1:
+        raise LightPeftError(
+            f"the plan keeps query heads {heads} over key/value heads {kv_heads} in layer {layer}, which leaves "
+            "num_key_value_groups fractional; re-create the plan with `lightpeft plan` (--gqa_policy kv_group or "
+            "per_group)"
+        )
+
+
+def prune_heads(block: nn.Module, spec: arch.ArchSpec, heads: list[int], kv_heads: list[int], head_size: int,
+                num_heads: int) -> None:
+    """Keep query `heads` and key/value `kv_heads` of one block: q/k/v output rows, o input columns, bookkeeping."""
     rows = head_rows(heads, head_size)
-    for role in ("q", "k", "v"):
-        _slice(block, getattr(spec, role), rows, dim=0)
-    _slice(block, spec.o, rows, dim=1)
+    if spec.fused_qkv:
+        _slice(block, spec.q, fused_qkv_rows(heads, head_size, num_heads), "out")
+    else:
+        _slice(block, spec.q, rows, "out")
+        for role in ("k", "v"):
+            _slice(block, getattr(spec, role), head_rows(kv_heads, head_size), "out")
+    _slice(block, spec.o, rows, "in")
     attention = block.get_submodule(spec.attention)
     if not heads:
-        _replace(block, spec.attention, NoAttention())
+        _replace(block, spec.attention, _no_attention(block, spec, attention))
         return
-    if hasattr(attention, "num_attention_heads"):  # bookkeeping only: forward infers heads with -1
-        attention.num_attention_heads = len(heads)
-        attention.all_head_size = len(heads) * head_size
+    for name, value in HEAD_ATTRIBUTES.items():
+        if hasattr(attention, name):
+            setattr(attention, name, value(len(heads), len(kv_heads), head_size))
+
+
+def _no_attention(block: nn.Module, spec: arch.ArchSpec, attention: nn.Module) -> NoAttention:
+    layer_idx = getattr(attention, "layer_idx", None)
+    if not spec.o_inside_attention:
+        return NoAttention(layer_idx=layer_idx)
+    output_name = spec.o[len(spec.attention) + 1:]
+    return NoAttention(block.get_submodule(spec.o), output_name, layer_idx)
 
 
 def prune_ffn(block: nn.Module, spec: arch.ArchSpec, neurons: list[int]) -> None:
     """Keep `neurons` of one block's FFN: input-projection rows (gate and up alike), output-projection columns."""
     index = torch.tensor(neurons, dtype=torch.long)
     for path in spec.ffn_in:
-        _slice(block, path, index, dim=0)
-    _slice(block, spec.ffn_out, index, dim=1)
+        _slice(block, path, index, "out")
+    _slice(block, spec.ffn_out, index, "in")
 
 
 def prune_backbone(model: nn.Module, plan: Plan) -> nn.Module:
     """Physically remove the heads and neurons `plan` drops from an HF model (in place; returns it)."""
     spec = arch.get_arch(model)
     head_size = arch.head_size(model.config)
-    for block, heads, neurons in zip(arch.layer_modules(model), plan.heads, plan.ffn):
+    group_size = plan.num_heads // (plan.num_kv_heads or plan.num_heads)
+    for layer, (block, heads, neurons) in enumerate(zip(arch.layer_modules(model), plan.heads, plan.ffn)):
         if len(heads) < plan.num_heads:
-            prune_heads(block, spec, heads, head_size)
+            kv_heads = plan.kept_kv_heads(layer)
+            check_groups(layer, heads, kv_heads, group_size)
+            prune_heads(block, spec, heads, kv_heads, head_size, plan.num_heads)
         if len(neurons) < plan.ffn_size:
             prune_ffn(block, spec, neurons)
     return model
@@ -87,8 +184,12 @@ def slice_units(down: torch.Tensor, up: torch.Tensor, units: list[int]) -> tuple
 def slice_lora_structure(name: str, lora_a: torch.Tensor, lora_b: torch.Tensor, plan: Plan) -> tuple:
     """Cut a LoRA pair (A: (r, in), B: (out, r)) to the plan's kept heads / neurons on its linear's pruned side."""
     layer, role = plan.role_of(name)
-    if role in ("q", "k", "v"):
+    if role == "q":
         lora_b = lora_b[head_rows(plan.heads[layer], plan.head_size)]
+    elif role in ("k", "v"):
+        lora_b = lora_b[head_rows(plan.kept_kv_heads(layer), plan.head_size)]
+    elif role == "qkv":
+        lora_b = lora_b[fused_qkv_rows(plan.heads[layer], plan.head_size, plan.num_heads)]
     elif role == "o":
         lora_a = lora_a[:, head_rows(plan.heads[layer], plan.head_size)]
     elif role == "ffn_in":

@@ -57,8 +57,8 @@ def synthetic_estimate(model, peft_cfg, seed: int) -> Estimate:
     names = list(roles)
     method = peft_cfg.method_config()
     meta = {"base_fingerprint": "random-init", "model_type": config.model_type, "num_layers": layers,
-            "num_heads": heads, "head_size": arch.head_size(config), "ffn_size": ffn,
-            "peft": peft_cfg.peft, "peft_config": method,
+            "num_heads": heads, "num_kv_heads": arch.num_kv_heads(config), "head_size": arch.head_size(config),
+            "ffn_size": ffn, "peft": peft_cfg.peft, "peft_config": method,
             "module_names": names, "module_roles": {n: list(r) for n, r in roles.items()},
             "config": config.to_dict()}
     return Estimate(meta, torch.rand(layers, heads, generator=g), torch.rand(layers, ffn, generator=g), names,
