@@ -59,8 +59,9 @@ def family(request):
 WORDS = [f"w{i}" for i in range(90)]
 
 
-def save_tiny_model_dir(directory, family: str = "bert", seed: int = 0):
-    """A tiny random-init model + word-level WordPiece tokenizer saved like a real checkpoint."""
+def save_tiny_model_dir(directory, family: str = "bert", seed: int = 0, headless: bool = False):
+    """A tiny random-init model + word-level WordPiece tokenizer saved like a real checkpoint (`headless`: the bare
+    encoder, like a pretrained base without a task head)."""
     from transformers import BertTokenizerFast
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -71,7 +72,7 @@ def save_tiny_model_dir(directory, family: str = "bert", seed: int = 0):
     tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True, model_input_names=inputs)
     overrides = {"pad_token_id": 0} if family == "roberta" else {}
     model = tiny_model(family, seed=seed, num_labels=2, **overrides)
-    model.save_pretrained(directory)
+    (model.base_model if headless else model).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
 
@@ -100,3 +101,83 @@ def tiny_model_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_csv(tmp_path_factory):
     return write_tiny_csv(tmp_path_factory.mktemp("data") / "tiny.csv")
+
+
+def write_three_label_csv(path, rows: int = 90, seed: int = 1):
+    """A 3-class task on the same vocabulary: label 1 iff w1 occurs, 2 iff w2 occurs, else 0."""
+    import random
+
+    rng = random.Random(seed)
+    lines = ["text,label"]
+    for i in range(rows):
+        words = rng.choices(WORDS[3:], k=rng.randint(3, 9))
+        label = i % 3
+        if label:
+            words[rng.randrange(len(words))] = f"w{label}"
+        lines.append(f"{' '.join(words)},{label}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def train_tiny_run(out, model_dir, csv, peft: str = "lora"):
+    """estimate -> plan -> prune -> train on a tiny checkpoint (seconds); returns (run dir, RunResult)."""
+    from lightpeft import (DataConfig, EstimateConfig, LightPeftTrainingArguments, ModelConfig, PeftSettings,
+                           PlanConfig, run)
+
+    args = LightPeftTrainingArguments(output_dir=str(out), num_train_epochs=1, per_device_train_batch_size=8,
+                                      learning_rate=5e-3, logging_steps=5, disable_tqdm=True, seed=0, use_cpu=True)
+    result = run(ModelConfig(model_name_or_path=str(model_dir)), DataConfig(task=str(csv), max_seq_length=16),
+                 PeftSettings(peft=peft), EstimateConfig(estimate_steps=4), PlanConfig(), args)
+    return out, result
+
+
+@pytest.fixture(scope="session")
+def base_model_dir(tmp_path_factory):
+    """A headless tiny encoder: the one base that several task runs share."""
+    return save_tiny_model_dir(tmp_path_factory.mktemp("tiny-base"), headless=True)
+
+
+@pytest.fixture(scope="session")
+def lora_run(base_model_dir, tiny_csv, tmp_path_factory):
+    return train_tiny_run(tmp_path_factory.mktemp("lora") / "run", base_model_dir, tiny_csv, "lora")
+
+
+@pytest.fixture(scope="session")
+def adapter_run(base_model_dir, tmp_path_factory):
+    csv = write_three_label_csv(tmp_path_factory.mktemp("data3") / "three.csv")
+    return train_tiny_run(tmp_path_factory.mktemp("adapter") / "run", base_model_dir, csv, "adapter")
+
+
+def example_batch():
+    return {"input_ids": torch.tensor([[2, 7, 9, 11, 3], [2, 6, 8, 3, 0]]),
+            "attention_mask": torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]])}
+
+
+@pytest.fixture(scope="session")
+def decoder_runs(tmp_path_factory):
+    """`get(family, peft)` -> (base dir, run dir, RunResult) of estimate -> plan (head ratio 0.5) -> prune -> train
+    on a saved tiny decoder; each (family, peft) is trained once per session and shared by the tests that need it."""
+    from lightpeft import (DataConfig, EstimateConfig, LightPeftTrainingArguments, ModelConfig, PeftSettings,
+                           PlanConfig, run)
+
+    data = write_tiny_csv(tmp_path_factory.mktemp("decoder-data") / "tiny.csv", rows=40)
+    trained = {}
+
+    def get(family: str, peft: str = "lora"):
+        if (family, peft) not in trained:
+            root = tmp_path_factory.mktemp(f"{family}-{peft}")
+            model_dir = save_tiny_model_dir(root / "base", family)
+            args = LightPeftTrainingArguments(output_dir=str(root / "run"), num_train_epochs=1, learning_rate=5e-3,
+                                              per_device_train_batch_size=12, disable_tqdm=True, seed=0, use_cpu=True)
+            result = run(ModelConfig(str(model_dir)), DataConfig(task=str(data), max_seq_length=16),
+                         PeftSettings(peft=peft), EstimateConfig(estimate_steps=2), PlanConfig(head_ratio=0.5), args)
+            trained[family, peft] = (model_dir, root / "run", result)
+        return trained[family, peft]
+
+    return get
+
+
+def decoder_batch():
+    """A right-padded batch for the tiny decoders (pad id 0; the classifier reads the last other token)."""
+    return {"input_ids": torch.tensor([[2, 7, 9, 11, 3, 0, 0], [5, 6, 7, 8, 9, 10, 11]]),
+            "attention_mask": torch.tensor([[1] * 5 + [0] * 2, [1] * 7])}

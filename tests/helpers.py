@@ -1,15 +1,15 @@
-"""Builders shared by tests: LoRA-wrapped tiny models with non-trivial weights, and plans from fake statistics."""
+"""Builders shared by tests: PEFT-wrapped tiny models with non-trivial weights, and plans from fake statistics."""
 
 from __future__ import annotations
 
 import torch
 
 from lightpeft import arch
-from lightpeft.config import PEFT_ROLES, PlanConfig
+from lightpeft.adapters import add_adapters
+from lightpeft.config import ADAPTER_PLACEMENTS, PEFT_ROLES, PlanConfig
 from lightpeft.fingerprint import fingerprint
-from lightpeft.importance import lora_layers
 from lightpeft.models import BaseModel
-from lightpeft.peft_modules import wrap_with_lora
+from lightpeft.peft_modules import SLICED_WITH_STRUCTURE, lora_layers, peft_units, wrap_with_lora
 from lightpeft.plan import Plan, choose, kv_heads_of
 
 
@@ -28,8 +28,25 @@ def lora_everywhere(model, r: int = 4, alpha: float = 8.0, seed: int = 0):
     return peft_model.eval()
 
 
+def adapter_config(size: int = 4, placement: str = "houlsby") -> dict:
+    return {"r": size, "dropout": 0.0, "init_std": 0.02, "activation": "relu", "scaling": 1.0,
+            "placement": placement}
+
+
+def adapters_everywhere(model, size: int = 4, placement: str = "houlsby", seed: int = 0):
+    """Adapters on every placement role with large random weights, so every adapter changes the logits."""
+    add_adapters(model, arch.linear_names(model, ADAPTER_PLACEMENTS[placement]), size, dropout=0.0)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for unit in peft_units(model).values():
+            for weight in (unit.down, unit.up):
+                weight.copy_(torch.randn(weight.shape, generator=g) * 0.3)
+    return model.eval()
+
+
 def random_plan(model, cfg: PlanConfig, r: int = 4, alpha: float = 8.0, seed: int = 0,
-                kill_heads_layer: int | None = None, kill_ffn_layer: int | None = None) -> Plan:
+                kill_heads_layer: int | None = None, kill_ffn_layer: int | None = None, peft: str = "lora",
+                placement: str = "houlsby") -> Plan:
     """A plan from random statistics; optionally make one layer's heads / neurons the lowest of all."""
     g = torch.Generator().manual_seed(seed)
     layers, heads, ffn = arch.num_layers(model), arch.num_heads(model.config), arch.ffn_size(model.config)
@@ -38,13 +55,14 @@ def random_plan(model, cfg: PlanConfig, r: int = 4, alpha: float = 8.0, seed: in
         head_masks[kill_heads_layer] -= 2.0
     if kill_ffn_layer is not None:
         ffn_masks[kill_ffn_layer] -= 2.0
-    roles = arch.linear_roles(model, PEFT_ROLES)
+    roles = arch.linear_roles(model, PEFT_ROLES if peft == "lora" else ADAPTER_PLACEMENTS[placement])
     names = list(roles)
     group = arch.kv_group_size(model.config)
     heads_kept, ffn_kept, modules = choose(head_masks, ffn_masks, names, torch.rand(len(names), generator=g),
-                                           torch.rand(len(names), r, generator=g), cfg, roles, group)
+                                           torch.rand(len(names), r, generator=g), cfg, roles, group,
+                                           drop_widthless=SLICED_WITH_STRUCTURE[peft])
+    peft_config = {"r": r, "alpha": alpha, "dropout": 0.0} if peft == "lora" else adapter_config(r, placement)
     return Plan(base_fingerprint=fingerprint(model), model_type=model.config.model_type, num_layers=layers,
                 num_heads=heads, head_size=arch.head_size(model.config), ffn_size=ffn, heads=heads_kept,
-                ffn=ffn_kept, lora_modules=modules, lora_r=r, lora_alpha=alpha, lora_dropout=0.0,
-                ratios=vars(cfg).copy(), num_kv_heads=arch.num_kv_heads(model.config),
-                kv_heads=kv_heads_of(heads_kept, group))
+                ffn=ffn_kept, peft=peft, peft_config=peft_config, peft_modules=modules, ratios=vars(cfg).copy(),
+                num_kv_heads=arch.num_kv_heads(model.config), kv_heads=kv_heads_of(heads_kept, group))

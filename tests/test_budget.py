@@ -23,8 +23,8 @@ def test_backward_cost_counts_blocks_from_the_lowest_trainable_one():
 def test_min_peft_layer_keeps_the_module_count_above_that_block(estimate):
     free = make_plan(estimate, PlanConfig(rank_ratio=0.0))
     high = make_plan(estimate, PlanConfig(rank_ratio=0.0, min_peft_layer=2))
-    assert {e["layer"] for e in high.lora_modules.values()} <= {2, 3}
-    assert len(high.lora_modules) == len(free.lora_modules)
+    assert {e["layer"] for e in high.peft_modules.values()} <= {2, 3}
+    assert len(high.peft_modules) == len(free.peft_modules)
     assert lowest_peft_block(high) >= 2
 
 

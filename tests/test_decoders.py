@@ -7,11 +7,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from conftest import DECODERS, save_tiny_model_dir, tiny_config, tiny_model, write_tiny_csv
-from helpers import random_plan
-from lightpeft import (DataConfig, EstimateConfig, LightPeftError, LightPeftTrainingArguments, ModelConfig,
-                       PeftSettings, PlanConfig, arch, load_pruned, masks, run)
-from lightpeft.peft_modules import wrap_with_lora
+from conftest import DECODERS, decoder_batch, tiny_config, tiny_model
+from helpers import adapters_everywhere, random_plan
+from lightpeft import LightPeftError, PlanConfig, arch, load_pruned, masks
+from lightpeft.adapters import AdapterLinear
+from lightpeft.peft_modules import peft_units, wrap_with_lora
 from lightpeft.pipeline import count_plan
 from lightpeft.surgery import NoAttention, prune_backbone
 
@@ -66,6 +66,23 @@ def test_generation_with_kv_cache_after_pruning_matches_the_masked_model(family,
     assert torch.allclose(step, pruned(input_ids=tokens[:, :8]).logits[:, -1], atol=1e-5)
 
 
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_adapters_generate_after_pruning_as_the_masked_model(family):
+    """Adapters on o / ffn_out (GPT-2: Conv1D c_proj) survive pruning, also on a layer that lost its attention."""
+    plan = random_plan(causal_lm(family), **PLANS["layer 0 loses every head"])
+    pruned = adapters_everywhere(prune_backbone(causal_lm(family), plan))  # same adapter weights in both models
+    masked = adapters_everywhere(causal_lm(family))
+    masks.set_binary(masks.attach_gates(masked, requires_grad=False).gates, plan.heads, plan.ffn)
+    block, spec = arch.layer_modules(pruned)[0], arch.get_arch(pruned)
+    assert isinstance(block.get_submodule(spec.attention), NoAttention)
+    o = block.get_submodule(spec.o)
+    assert isinstance(o, AdapterLinear) and arch.features(o.base_layer) == (0, tiny_config(family).hidden_size)
+
+    tokens, scores = greedy(pruned, PROMPT, use_cache=True)
+    tokens_masked, scores_masked = greedy(masked, PROMPT, use_cache=True)
+    assert torch.equal(tokens, tokens_masked) and torch.allclose(scores, scores_masked, atol=1e-5)
+
+
 @pytest.mark.parametrize("family", GQA_FAMILIES)
 def test_gqa_policies_keep_groups_integral(family):
     config = tiny_config(family)
@@ -118,21 +135,14 @@ def test_gpt2_lora_on_conv1d_is_told_fan_in_fan_out():
     assert set(arch.linear_roles(model, ["q", "k", "v"]).values()) == {(0, "qkv"), (1, "qkv")}
 
 
-@pytest.fixture(scope="module")
-def decoder_data(tmp_path_factory):
-    return write_tiny_csv(tmp_path_factory.mktemp("data") / "tiny.csv", rows=40)
-
-
-@pytest.mark.parametrize("family", list(DECODERS))
-def test_run_and_load_pruned_round_trip(family, decoder_data, tmp_path):
+@pytest.mark.parametrize("family, peft", [*((f, "lora") for f in DECODERS), ("gpt2", "adapter"), ("llama", "adapter")])
+def test_run_and_load_pruned_round_trip(family, peft, decoder_runs):
     """estimate -> plan -> prune -> train on a saved tiny decoder, then rebuild it from the base checkpoint."""
-    model_dir = save_tiny_model_dir(tmp_path / "base", family)
-    args = LightPeftTrainingArguments(output_dir=str(tmp_path / "run"), num_train_epochs=1, learning_rate=5e-3,
-                                      per_device_train_batch_size=12, disable_tqdm=True, seed=0, use_cpu=True)
-    result = run(ModelConfig(str(model_dir)), DataConfig(task=str(decoder_data), max_seq_length=16), PeftSettings(),
-                 EstimateConfig(estimate_steps=2), PlanConfig(head_ratio=0.5), args)
+    model_dir, run_dir, result = decoder_runs(family, peft)
     plan = result.plan
-    assert plan.counts["foundation_pruned_fraction"] > 0 and plan.num_kv_heads == arch.num_kv_heads(tiny_config(family))
-    batch = {"input_ids": torch.tensor([[2, 7, 9, 11, 3, 0, 0]]), "attention_mask": torch.tensor([[1] * 5 + [0] * 2])}
-    loaded = load_pruned(str(model_dir), tmp_path / "run")
+    assert plan.peft == peft and plan.counts["foundation_pruned_fraction"] > 0
+    assert plan.num_kv_heads == arch.num_kv_heads(tiny_config(family))
+    batch = decoder_batch()
+    loaded = load_pruned(str(model_dir), run_dir)
+    assert set(peft_units(loaded)) == set(plan.peft_modules)
     assert torch.allclose(loaded(**batch).logits, result.model(**batch).logits, atol=1e-6)

@@ -67,7 +67,7 @@ def test_zero_ratios_prune_nothing(finished_run):
     out, _ = finished_run
     plan = make_plan(out / "estimate", PlanConfig(head_ratio=0, ffn_ratio=0, module_ratio=0, rank_ratio=0))
     assert plan.counts["foundation_params_after"] == plan.counts["foundation_params_before"]
-    assert len(plan.lora_modules) == 12 and plan.counts["lora_params_after"] == plan.counts["lora_params_estimate"]
+    assert len(plan.peft_modules) == 12 and plan.counts["peft_params_after"] == plan.counts["peft_params_estimate"]
 
 
 def test_finished_run_directory_is_not_overwritten(finished_run, tiny_model_dir, tiny_csv):

@@ -7,8 +7,7 @@ from conftest import tiny_batch, tiny_model
 from helpers import as_base, lora_everywhere, random_plan
 from lightpeft import arch, masks
 from lightpeft.config import PEFT_ROLES, PlanConfig
-from lightpeft.importance import lora_layers
-from lightpeft.peft_modules import export_state
+from lightpeft.peft_modules import export_state, lora_layers
 from lightpeft.pipeline import build_model
 from lightpeft.surgery import NoAttention, slice_peft_state
 
@@ -22,8 +21,8 @@ def masked_twin(family, plan, r=4):
     with torch.no_grad():
         for name, layer in lora_layers(model).items():
             keep = torch.zeros(r, dtype=torch.bool)
-            if name in plan.lora_modules:
-                keep[plan.kept_ranks(name)] = True
+            if name in plan.peft_modules:
+                keep[plan.kept_units(name)] = True
             layer.lora_A["default"].weight[~keep] = 0.0  # rows of A, columns of B belong to ranks
             layer.lora_B["default"].weight[:, ~keep] = 0.0
     return model, state
@@ -81,8 +80,8 @@ def test_zero_ratios_keep_everything_and_match_unpruned(family):
     model = tiny_model(family)
     plan = random_plan(model, PlanConfig(head_ratio=0, ffn_ratio=0, module_ratio=0, rank_ratio=0))
     assert all(len(h) == arch.num_heads(model.config) for h in plan.heads) and all(len(f) == 37 for f in plan.ffn)
-    assert len(plan.lora_modules) == len(arch.linear_names(model, PEFT_ROLES))
-    assert all(len(e["ranks"]) == 4 for e in plan.lora_modules.values())
+    assert len(plan.peft_modules) == len(arch.linear_names(model, PEFT_ROLES))
+    assert all(len(e["units"]) == 4 for e in plan.peft_modules.values())
     reference = lora_everywhere(tiny_model(family))
     batch = tiny_batch()
     rebuilt = build_model(as_base(tiny_model(family)), plan, slice_peft_state(export_state(reference), plan)).eval()

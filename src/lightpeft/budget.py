@@ -47,7 +47,7 @@ def train_step_cost(costs: list[float], lowest_trainable_block: int) -> float:
 
 
 def lowest_peft_block(plan: Plan) -> int:
-    return min((entry["layer"] for entry in plan.lora_modules.values()), default=plan.num_layers)
+    return min((entry["layer"] for entry in plan.peft_modules.values()), default=plan.num_layers)
 
 
 def foundation_params(plan: Plan, config) -> int:

@@ -6,6 +6,10 @@
     lightpeft train    --output_dir runs/t [--plan_path p.json --estimate_dir runs/est]   (no plan: vanilla PEFT)
     lightpeft bench    --output_dir benchmarks/results/x [--seeds 42 43] [--shape_only roberta-base]
                                                                       vanilla vs Light-PEFT side by side
+    lightpeft predict  --run_dir runs/t (--text "..." ["..."] | --input_file F) [--output_file preds.jsonl]
+    lightpeft export   --run_dir runs/t --output_dir exports/t    compact model (+ vanilla peft adapter for LoRA)
+
+`--peft adapter` switches estimate/run/train from LoRA to bottleneck adapters.
 
 Every subcommand takes `--config FILE.yaml|json`; flags given on the command line override the file.
 """
@@ -20,9 +24,9 @@ from pathlib import Path
 import yaml
 from transformers import HfArgumentParser
 
-from .config import (DataConfig, EstimateConfig, LightPeftTrainingArguments, ModelConfig, PeftSettings, PlanConfig,
-                     RunOptions)
 from .bench.config import BenchConfig
+from .config import (DataConfig, EstimateConfig, ExportConfig, LightPeftTrainingArguments, ModelConfig, PeftSettings,
+                     PlanConfig, PredictConfig, RunOptions)
 from .errors import LightPeftError
 
 COMMANDS = {
@@ -32,6 +36,8 @@ COMMANDS = {
     "train": (ModelConfig, DataConfig, PeftSettings, RunOptions, LightPeftTrainingArguments),
     "bench": (ModelConfig, DataConfig, PeftSettings, EstimateConfig, PlanConfig, BenchConfig, RunOptions,
               LightPeftTrainingArguments),
+    "predict": (PredictConfig,),
+    "export": (ExportConfig,),
 }
 
 
@@ -147,6 +153,26 @@ def _train(model_cfg, data_cfg, peft_cfg, options, args) -> int:
     return 0
 
 
+def _predict(cfg) -> int:
+    from .predict import predictions_table, run_predict
+
+    rows = run_predict(cfg)
+    if cfg.output_file:
+        print(f"{len(rows)} predictions -> {cfg.output_file}")
+    else:
+        print(predictions_table(rows))
+    return 0
+
+
+def _export(cfg) -> int:
+    from .export import export_run
+
+    out = export_run(cfg.run_dir, cfg.output_dir, cfg.model_name_or_path, cfg.overwrite_output_dir)
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    print(f"export: {out} ({size / 2**20:.1f} MB); load with lightpeft.load_exported({str(out)!r})")
+    return 0
+
+
 def _bench(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, bench_cfg, options, args) -> int:
     from .bench.report import markdown
     from .bench.runner import run_bench
@@ -157,7 +183,8 @@ def _bench(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, bench_cfg, options,
     return 0
 
 
-HANDLERS = {"run": _run, "estimate": _estimate, "plan": _plan, "train": _train, "bench": _bench}
+HANDLERS = {"run": _run, "estimate": _estimate, "plan": _plan, "train": _train, "bench": _bench, "predict": _predict,
+            "export": _export}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,6 +7,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
+from transformers.activations import ACT2FN
 
 from .errors import LightPeftError
 
@@ -85,32 +86,75 @@ class DataConfig:
 
 
 PEFT_ROLES = ("q", "k", "v", "o", "ffn_in", "ffn_out")
+PEFT_TYPES = ("lora", "adapter")
+# Adapters sit on the OUTPUT of these roles' linears (before hidden dropout and LayerNorm).
+ADAPTER_PLACEMENTS = {"houlsby": ("o", "ffn_out"), "pfeiffer": ("ffn_out",)}
 
 
 @dataclass
 class PeftSettings:
-    peft: str = field(default="lora", metadata={"help": "PEFT method: `lora`."})
+    peft: str = field(
+        default="lora",
+        metadata={"help": "PEFT method: `lora` (peft LoRA) or `adapter` (bottleneck adapters, see --adapter_*)."},
+    )
     lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
     lora_alpha: float = field(default=16.0, metadata={"help": "LoRA alpha; scaling is alpha / r."})
     lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input."})
     vanilla_targets: list[str] = field(
         default_factory=lambda: ["q", "v"],
-        metadata={"help": f"Roles that get LoRA in vanilla training (no plan); roles: {', '.join(PEFT_ROLES)}."},
+        metadata={"help": f"Roles that get LoRA in vanilla training (no plan); roles: {', '.join(PEFT_ROLES)}. "
+                  "LoRA only: adapters go where --adapter_placement says."},
     )
     estimate_targets: list[str] = field(
         default_factory=lambda: list(PEFT_ROLES),
-        metadata={"help": "Roles that get LoRA during estimation (the paper: all six linears of every block)."},
+        metadata={"help": "Roles that get LoRA during estimation (the paper: all six linears of every block). "
+                  "LoRA only."},
+    )
+    adapter_size: int = field(default=8, metadata={"help": "Adapter bottleneck size (the paper: 8, = LoRA r)."})
+    adapter_placement: str = field(
+        default="houlsby",
+        metadata={"help": "`houlsby`: an adapter after the attention output and after the FFN output of every "
+                  "block (the paper); `pfeiffer`: after the FFN output only."},
+    )
+    adapter_activation: str = field(default="relu", metadata={"help": "Adapter bottleneck activation."})
+    adapter_dropout: float = field(default=0.1, metadata={"help": "Dropout on the adapter input."})
+    adapter_init_std: float = field(
+        default=0.02, metadata={"help": "Both adapter projections start from N(0, std^2) (the paper: 0.02)."}
     )
 
     def __post_init__(self):
-        if self.peft != "lora":
-            raise LightPeftError(f"--peft {self.peft!r} is not supported; use `lora`")
+        if self.peft not in PEFT_TYPES:
+            raise LightPeftError(f"--peft {self.peft!r} is not supported; use one of {', '.join(PEFT_TYPES)}")
         _check_positive("lora_r", self.lora_r)
-        if not 0.0 <= self.lora_dropout < 1.0:
-            raise LightPeftError(f"--lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        _check_positive("adapter_size", self.adapter_size)
+        _check_positive("adapter_init_std", self.adapter_init_std)
+        for name in ("lora_dropout", "adapter_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise LightPeftError(f"--{name} must be in [0, 1), got {getattr(self, name)}")
         for role in [*self.vanilla_targets, *self.estimate_targets]:
             if role not in PEFT_ROLES:
                 raise LightPeftError(f"unknown PEFT target role {role!r}; choose from {', '.join(PEFT_ROLES)}")
+        if self.adapter_placement not in ADAPTER_PLACEMENTS:
+            raise LightPeftError(f"--adapter_placement must be one of {', '.join(ADAPTER_PLACEMENTS)}, "
+                                 f"got {self.adapter_placement!r}")
+        if self.adapter_activation not in ACT2FN:
+            raise LightPeftError(f"--adapter_activation {self.adapter_activation!r} is unknown; try relu, gelu, "
+                                 "silu or tanh")
+
+    def method_config(self) -> dict:
+        """The settings a plan records for its PEFT type; `r` is the units per module (rank or bottleneck size)."""
+        if self.peft == "lora":
+            return {"r": self.lora_r, "alpha": self.lora_alpha, "dropout": self.lora_dropout}
+        return {"r": self.adapter_size, "dropout": self.adapter_dropout, "init_std": self.adapter_init_std,
+                "activation": self.adapter_activation, "scaling": 1.0, "placement": self.adapter_placement}
+
+    def estimate_roles(self) -> list[str]:
+        """Roles that get a PEFT module during estimation."""
+        return list(self.estimate_targets if self.peft == "lora" else ADAPTER_PLACEMENTS[self.adapter_placement])
+
+    def vanilla_roles(self) -> list[str]:
+        """Roles that get a PEFT module in vanilla training (adapters: every placement role, full size)."""
+        return list(self.vanilla_targets if self.peft == "lora" else ADAPTER_PLACEMENTS[self.adapter_placement])
 
 
 @dataclass
@@ -211,6 +255,59 @@ class RunOptions:
 
 
 @dataclass
+class PredictConfig:
+    run_dir: str | None = field(
+        default=None, metadata={"help": "A run directory (`lightpeft train`/`run`) or an export (`lightpeft export`)."}
+    )
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Base checkpoint of a run directory (default: the one used in training)."}
+    )
+    text: list[str] | None = field(default=None, metadata={"help": "One or more texts to classify."})
+    text_pair: list[str] | None = field(
+        default=None, metadata={"help": "Second texts for pair tasks, one per --text."}
+    )
+    input_file: str | None = field(
+        default=None, metadata={"help": "Texts to classify: .txt (one per line) or CSV/TSV/JSON/JSONL with a text column."}
+    )
+    text_column: str | None = field(default=None, metadata={"help": "Text column of --input_file (auto-detected)."})
+    text_pair_column: str | None = field(default=None, metadata={"help": "Second text column of --input_file."})
+    output_file: str | None = field(
+        default=None, metadata={"help": "Write predictions as JSONL here (atomically) instead of printing a table."}
+    )
+    overwrite_output_file: bool = field(default=False, metadata={"help": "Replace an existing --output_file."})
+    batch_size: int = field(default=32, metadata={"help": "Texts per forward pass."})
+    max_seq_length: int | None = field(
+        default=None, metadata={"help": "Truncate inputs to this many tokens (default: the training run's)."}
+    )
+    device: str | None = field(default=None, metadata={"help": "`cpu`, `cuda`, ... (default: cuda if available)."})
+
+    def __post_init__(self):
+        _check_positive("batch_size", self.batch_size)
+        _check_positive("max_seq_length", self.max_seq_length)
+        if not self.run_dir:
+            raise LightPeftError("`lightpeft predict` needs --run_dir DIR (a run or export directory)")
+        if bool(self.text) == bool(self.input_file):
+            raise LightPeftError('pass either --text "..." (one or more) or --input_file FILE')
+        if self.text_pair and len(self.text_pair) != len(self.text or []):
+            raise LightPeftError(f"--text_pair needs one value per --text ({len(self.text or [])}), "
+                                 f"got {len(self.text_pair)}")
+
+
+@dataclass
+class ExportConfig:
+    run_dir: str | None = field(default=None, metadata={"help": "The run directory to export."})
+    output_dir: str | None = field(default=None, metadata={"help": "Export directory to write."})
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Base checkpoint of the run (default: the one used in training)."}
+    )
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace an existing export directory."})
+
+    def __post_init__(self):
+        if not self.run_dir or not self.output_dir:
+            raise LightPeftError("`lightpeft export` needs --run_dir DIR and --output_dir DIR")
+
+
+@dataclass
 class LightPeftTrainingArguments(TrainingArguments):
     """`TrainingArguments` with defaults that suit PEFT on a small budget (the HF names stay the same)."""
 
@@ -231,7 +328,8 @@ class LightPeftTrainingArguments(TrainingArguments):
     )
 
 
-ALL_CONFIGS = (ModelConfig, DataConfig, PeftSettings, EstimateConfig, PlanConfig, RunOptions)
+ALL_CONFIGS = (ModelConfig, DataConfig, PeftSettings, EstimateConfig, PlanConfig, RunOptions, PredictConfig,
+               ExportConfig)
 
 
 def to_dict(*configs) -> dict:

@@ -1,10 +1,11 @@
-"""The estimation stage: a short joint run of gates (L1) and LoRA on many linears, and its artifact.
+"""The estimation stage: a short joint run of gates (L1) and PEFT modules on many linears, and its artifact.
 
 Estimate directory (safetensors + JSON, no pickles):
-  estimate.json            schema version, base fingerprint, model dims, LoRA settings, module names, steps, stats
+  estimate.json            schema version, base fingerprint, model dims, PEFT type and settings, module names,
+                           steps, stats
   masks.safetensors        `head` (layers, heads), `ffn` (layers, ffn neurons): final gate values
-  importance.safetensors   `module` (modules,), `rank` (modules, r): window means
-  peft_weights.safetensors estimated LoRA + task-head weights (canonical names, see peft_modules)
+  importance.safetensors   `module` (modules,), `rank` (modules, r): window means (rank = unit importance)
+  peft_weights.safetensors estimated PEFT + task-head weights (canonical names, see peft_modules)
   masks.png                gate values per layer
 """
 
@@ -26,12 +27,12 @@ from .config import EstimateConfig, PeftSettings
 from .errors import LightPeftError
 from .importance import ImportanceTracker
 from .io import atomic_path
-from .peft_modules import export_state, wrap_with_lora
+from .peft_modules import export_state, inject
 from .training import EstimationTrainer, estimation_args, make_trainer, measured
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: `peft` + `peft_config` (LoRA or adapter); 1 was LoRA-only
 META_FILE = "estimate.json"
 TENSOR_FILES = ("masks.safetensors", "importance.safetensors", "peft_weights.safetensors")
 
@@ -108,15 +109,15 @@ def estimation_steps(cfg: EstimateConfig, training_steps: int) -> int:
 
 def run_estimation(base, tokenizer, train_ds, metric_kind: str, args, peft_cfg: PeftSettings,
                    est_cfg: EstimateConfig, steps: int) -> Estimate:
-    """Train gates + LoRA jointly for `steps` optimizer steps on `base` (a `models.BaseModel`) and collect stats.
+    """Train gates + PEFT jointly for `steps` optimizer steps on `base` (a `models.BaseModel`) and collect stats.
 
     Under torchrun/accelerate every process runs this; statistics are all-reduced, so every rank returns the
     same `Estimate` (gates are DDP parameters, Taylor scores come from all-reduced grads).
     """
     model = base.model
-    targets = arch.linear_names(model, peft_cfg.estimate_targets)
-    peft_model = wrap_with_lora(model, targets, peft_cfg.lora_r, peft_cfg.lora_alpha, peft_cfg.lora_dropout)
-    hf_model = peft_model.get_base_model()
+    targets = arch.linear_names(model, peft_cfg.estimate_roles())
+    peft_model = inject(model, peft_cfg.peft, peft_cfg.method_config(), targets)
+    hf_model = model  # peft wraps `model` itself; adapters live inside it
     handle = masks.attach_gates(hf_model)
     tracker = ImportanceTracker(peft_model, total_steps=steps, window=est_cfg.importance_window)
     with tempfile.TemporaryDirectory(prefix="lightpeft-estimate-") as scratch:
@@ -147,9 +148,10 @@ def run_estimation(base, tokenizer, train_ds, metric_kind: str, args, peft_cfg: 
         "ffn_size": arch.ffn_size(config),
         "num_labels": config.num_labels,
         "problem_type": config.problem_type,
-        "lora": {"r": peft_cfg.lora_r, "alpha": peft_cfg.lora_alpha, "dropout": peft_cfg.lora_dropout},
+        "peft": peft_cfg.peft,
+        "peft_config": peft_cfg.method_config(),
         "module_names": names,
-        "module_roles": {n: list(r) for n, r in arch.linear_roles(hf_model, peft_cfg.estimate_targets).items()},
+        "module_roles": {n: list(r) for n, r in arch.linear_roles(hf_model, peft_cfg.estimate_roles()).items()},
         "config": config.to_dict(),
         "steps": steps,
         "importance_window": est_cfg.importance_window,

@@ -1,9 +1,11 @@
-"""Importance of PEFT modules and LoRA ranks, kept as running sums over the last part of estimation.
+"""Importance of PEFT modules and their units, kept as running sums over the last part of estimation.
 
-* Module importance: per token, ||delta W x|| / ||W x + b|| (LoRA branch output incl. dropout and alpha/r
-  scaling, over the frozen layer's biased output), averaged over non-padding tokens of each training batch.
-* Rank importance (first-order Taylor): per rank i, |mean_j A[i,j] dL/dA[i,j]| + |mean_k B[k,i] dL/dB[k,i]|,
-  read after backward and before gradient clipping (the reference's order).
+* Module importance: per token, ||delta|| / ||h||, h = W x + b the frozen layer's biased output and delta the PEFT
+  branch output incl. dropout and scaling (LoRA: alpha/r * B A drop(x); adapter: s * up(act(down(drop(h))))),
+  averaged over non-padding tokens of each training batch.
+* Unit importance (first-order Taylor): per unit i (LoRA rank, adapter bottleneck unit),
+  |mean_j A[i,j] dL/dA[i,j]| + |mean_k B[k,i] dL/dB[k,i]| with A = lora_A / W_down (units, in) and
+  B = lora_B / W_up (out, units), read after backward and before gradient clipping (the reference's order).
 
 Per-step values that are NaN/inf count as 0; the importance is the mean over the steps of the window. Sums live on
 the model's device (no host sync per step) and are summed across processes by `all_reduce`.
@@ -15,16 +17,10 @@ import math
 
 import torch
 import torch.distributed as dist
-from peft.tuners.lora import LoraLayer
 from torch import nn
 
 from .errors import LightPeftError
-
-
-def lora_layers(model: nn.Module, adapter: str = "default") -> dict[str, LoraLayer]:
-    """LoRA-wrapped linears of an HF model (or PeftModel), by name relative to the HF model."""
-    hf_model = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return {n: m for n, m in hf_model.named_modules() if isinstance(m, LoraLayer) and adapter in m.lora_A}
+from .peft_modules import PeftUnit, hf_model, peft_units
 
 
 def taylor_rank_scores(lora_a: torch.Tensor, grad_a: torch.Tensor, lora_b: torch.Tensor, grad_b: torch.Tensor):
@@ -47,21 +43,21 @@ def masked_token_mean(values: torch.Tensor, attention_mask: torch.Tensor | None)
 
 
 class ImportanceTracker:
-    """Hooks that accumulate module and rank importance over the last `window` of `total_steps` optimizer steps.
+    """Hooks that accumulate module and unit importance over the last `window` of `total_steps` optimizer steps.
 
-    Call `end_step()` once per optimizer step, after backward and before clipping (grads complete, unclipped).
+    Works for LoRA and adapters alike (see `peft_modules.PeftUnit`). Call `end_step()` once per optimizer step,
+    after backward and before clipping (grads complete, unclipped).
     """
 
-    def __init__(self, model: nn.Module, total_steps: int, window: float = 0.5, adapter: str = "default"):
-        self.adapter = adapter
-        self.layers = lora_layers(model, adapter)
-        if not self.layers:
-            raise LightPeftError("the model has no LoRA modules to score; estimation needs PEFT modules")
-        self.names = list(self.layers)
+    def __init__(self, model: nn.Module, total_steps: int, window: float = 0.5):
+        self.units = peft_units(model)
+        if not self.units:
+            raise LightPeftError("the model has no PEFT modules to score; estimation needs PEFT modules")
+        self.names = list(self.units)
         self.step = 0
         self.start_step = int(math.floor(total_steps * (1.0 - window)))
-        device = next(iter(self.layers.values())).lora_A[adapter].weight.device
-        n, r = len(self.names), max(m.lora_A[adapter].weight.shape[0] for m in self.layers.values())
+        device = next(iter(self.units.values())).down.device
+        n, r = len(self.names), max(unit.down.shape[0] for unit in self.units.values())
         self.module_sum = torch.zeros(n, device=device, dtype=torch.float64)
         self.module_count = torch.zeros(n, device=device, dtype=torch.float64)
         self.rank_sum = torch.zeros(n, r, device=device, dtype=torch.float64)
@@ -76,11 +72,10 @@ class ImportanceTracker:
         return self.step >= self.start_step
 
     def _install(self, model: nn.Module) -> None:
-        hf_model = model.get_base_model() if hasattr(model, "get_base_model") else model
-        self._hooks.append(hf_model.register_forward_pre_hook(self._grab_attention_mask, with_kwargs=True))
-        for index, layer in enumerate(self.layers.values()):
-            self._hooks.append(layer.base_layer.register_forward_hook(self._base_hook(index)))
-            self._hooks.append(layer.lora_B[self.adapter].register_forward_hook(self._delta_hook(index, layer)))
+        self._hooks.append(hf_model(model).register_forward_pre_hook(self._grab_attention_mask, with_kwargs=True))
+        for index, unit in enumerate(self.units.values()):
+            self._hooks.append(unit.base.register_forward_hook(self._base_hook(index)))
+            self._hooks.append(unit.branch.register_forward_hook(self._delta_hook(index, unit)))
 
     def _grab_attention_mask(self, module, args, kwargs):
         self._attention_mask = kwargs.get("attention_mask")
@@ -92,12 +87,12 @@ class ImportanceTracker:
 
         return hook
 
-    def _delta_hook(self, index: int, layer: LoraLayer):
+    def _delta_hook(self, index: int, unit: PeftUnit):
         def hook(module, args, output):
             base_norm = self._base_norm.pop(index, None)
             if not (module.training and self.active) or base_norm is None:
                 return
-            delta_norm = output.detach().float().norm(dim=-1) * layer.scaling[self.adapter]  # (B, T)
+            delta_norm = output.detach().float().norm(dim=-1) * abs(unit.scaling)  # (B, T)
             ratio = masked_token_mean(delta_norm / base_norm, self._attention_mask)
             self.module_sum[index] += torch.nan_to_num(ratio, nan=0.0, posinf=0.0, neginf=0.0).double()
             self.module_count[index] += 1
@@ -106,10 +101,10 @@ class ImportanceTracker:
 
     @torch.no_grad()
     def end_step(self) -> None:
-        """Record rank Taylor scores from the current (accumulated, unclipped) grads, then advance one step."""
+        """Record unit Taylor scores from the current (accumulated, unclipped) grads, then advance one step."""
         if self.active:
-            for index, layer in enumerate(self.layers.values()):
-                a, b = layer.lora_A[self.adapter].weight, layer.lora_B[self.adapter].weight
+            for index, unit in enumerate(self.units.values()):
+                a, b = unit.down, unit.up
                 if a.grad is None or b.grad is None:
                     continue
                 scores = taylor_rank_scores(a.float(), a.grad.float(), b.float(), b.grad.float())
@@ -127,7 +122,7 @@ class ImportanceTracker:
             self.rank_sum /= dist.get_world_size()
 
     def results(self) -> tuple[list[str], torch.Tensor, torch.Tensor]:
-        """(names, module importance (n,), rank importance (n, r)) as float32 CPU tensors."""
+        """(names, module importance (n,), unit importance (n, r)) as float32 CPU tensors."""
         if self.module_count.sum() == 0 or self.rank_count == 0:
             raise LightPeftError(
                 "no importance was recorded during estimation; raise --estimate_steps (the window needs >= 1 step)"

@@ -53,8 +53,12 @@ def _set_pad_from_eos(config) -> None:
         config.pad_token_id = eos[0] if isinstance(eos, (list, tuple)) else eos
 
 
-def load_base(name_or_path: str, num_labels: int, regression: bool = False) -> BaseModel:
-    """Load `name_or_path` as a sequence classifier with `num_labels` outputs (1 for regression)."""
+def load_base(name_or_path: str, num_labels: int, regression: bool = False, replace_head: bool = False) -> BaseModel:
+    """Load `name_or_path` as a sequence classifier with `num_labels` outputs (1 for regression).
+
+    `replace_head`: a task head of another size in the checkpoint is fine (it is about to be replaced by a run's
+    trained head); otherwise transformers refuses the size mismatch.
+    """
     path, config = load_config(name_or_path)
     config.num_labels = num_labels
     config.problem_type = "regression" if regression else "single_label_classification"
@@ -62,7 +66,7 @@ def load_base(name_or_path: str, num_labels: int, regression: bool = False) -> B
     hf_logging.set_verbosity_error()  # the "newly initialised head" report is expected; we record it ourselves
     try:
         model, info = AutoModelForSequenceClassification.from_pretrained(
-            path, config=config, output_loading_info=True, dtype=torch.float32
+            path, config=config, output_loading_info=True, dtype=torch.float32, ignore_mismatched_sizes=replace_head
         )
     finally:
         hf_logging.set_verbosity(verbosity)
@@ -70,3 +74,38 @@ def load_base(name_or_path: str, num_labels: int, regression: bool = False) -> B
     fresh = sorted(info.get("missing_keys", []))
     return BaseModel(model=model, path=str(path), fingerprint=fingerprint(model, exclude=tuple(fresh)),
                      fresh_keys=fresh)
+
+
+def model_tensors(model: torch.nn.Module) -> dict[str, tuple[torch.nn.Module, str]]:
+    """Every parameter and buffer of `model` (non-persistent buffers included): full name -> (owner, attribute)."""
+    out = {}
+    for owner_name, owner in model.named_modules():
+        prefix = f"{owner_name}." if owner_name else ""
+        for attr, tensor in [*owner._parameters.items(), *owner._buffers.items()]:
+            if tensor is not None:
+                out[prefix + attr] = (owner, attr)
+    return out
+
+
+def assign_tensors(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> list[str]:
+    """Make `model`'s parameters and buffers *be* `tensors` (no copy), e.g. to fill a meta-device skeleton.
+
+    Every key of `tensors` must name a tensor of `model` with the same shape (else a LightPeftError naming
+    `source`). Parameters come out frozen. Returns the names of `model`'s tensors that were not assigned.
+    """
+    slots = model_tensors(model)
+    unknown = sorted(set(tensors) - set(slots))
+    if unknown:
+        raise LightPeftError(f"{source} holds {len(unknown)} tensors this model does not have (first: {unknown[0]}); "
+                             "it does not belong to this plan")
+    for name, tensor in tensors.items():
+        owner, attr = slots[name]
+        current = owner._parameters.get(attr, owner._buffers.get(attr))
+        if current.shape != tensor.shape:
+            raise LightPeftError(f"{source}: {name} has shape {tuple(tensor.shape)}, expected "
+                                 f"{tuple(current.shape)}; it does not belong to this plan")
+        if attr in owner._parameters:
+            owner._parameters[attr] = torch.nn.Parameter(tensor, requires_grad=False)
+        else:
+            owner._buffers[attr] = tensor
+    return [name for name in slots if name not in tensors]

@@ -1,14 +1,14 @@
-"""The public stages: estimate -> make_plan -> prune -> train, `run` chaining them, and `load_pruned`.
+"""The public stages: estimate -> make_plan -> prune -> train, and `run` chaining them.
 
 Physical pruning is a checkpoint boundary: the training stage always builds a fresh model from the untouched base
-checkpoint, prunes it, injects LoRA as the plan says and starts a fresh optimizer (never resizing live weights).
+checkpoint, prunes it, injects PEFT (LoRA or adapters) as the plan says and starts a fresh optimizer (never
+resizing live weights). Loading run directories back lives in `runs`, exporting them in `export`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import platform
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from transformers import AutoConfig, AutoModelForSequenceClassification
 from transformers.pytorch_utils import Conv1D
 
@@ -31,7 +31,8 @@ from .errors import LightPeftError
 from .estimate import Estimate, estimation_steps, run_estimation
 from .io import atomic_path, write_json
 from .models import BaseModel, load_base, load_config, load_tokenizer
-from .peft_modules import export_state, head_modules, import_state, wrap_for_plan
+from .peft_modules import (SLICED_WITH_STRUCTURE, export_state, head_modules, hf_model, import_state,
+                           inject_for_plan, unit_params)
 from .plan import Plan, choose, kv_heads_of
 from .report import markdown_table
 from .surgery import prune_backbone, slice_peft_state
@@ -40,9 +41,10 @@ from .training import make_trainer, measured, planned_steps
 log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"  # written last: its presence marks a finished run
-RUN_SCHEMA_VERSION = 1
+RUN_SCHEMA_VERSION = 2  # 2: `peft` type, `base_path`, task `has_pair` / `max_seq_length`
 WEIGHTS_FILE = "peft_weights.safetensors"
 FRESH_PREFIX = "fresh."  # backbone weights the checkpoint lacked (random init), kept so reloads match
+PEFT_NAMES = {"lora": "LoRA", "adapter": "adapter"}
 
 
 # ----------------------------------------------------------------------------------------------- planning
@@ -73,29 +75,32 @@ def structure_plan(estimate: Estimate, cfg: PlanConfig) -> Plan:
     num_kv_heads = meta.get("num_kv_heads", meta["num_heads"])
     group_size = meta["num_heads"] // num_kv_heads
     heads, ffn, modules = choose(estimate.head_masks, estimate.ffn_masks, estimate.module_names,
-                                 estimate.module_importance, estimate.rank_importance, cfg, roles, group_size)
+                                 estimate.module_importance, estimate.rank_importance, cfg, roles, group_size,
+                                 drop_widthless=SLICED_WITH_STRUCTURE[meta["peft"]])
     return Plan(
         base_fingerprint=estimate.fingerprint, model_type=meta["model_type"], num_layers=meta["num_layers"],
         num_heads=meta["num_heads"], head_size=meta["head_size"], ffn_size=meta["ffn_size"], heads=heads, ffn=ffn,
-        lora_modules=modules, lora_r=meta["lora"]["r"], lora_alpha=meta["lora"]["alpha"],
-        lora_dropout=meta["lora"]["dropout"], kind="light-peft", ratios=vars(cfg).copy(),
-        num_kv_heads=num_kv_heads, kv_heads=kv_heads_of(heads, group_size),
+        peft=meta["peft"], peft_config=meta["peft_config"], peft_modules=modules, kind="light-peft",
+        ratios=vars(cfg).copy(), num_kv_heads=num_kv_heads, kv_heads=kv_heads_of(heads, group_size),
     )
 
 
 def vanilla_plan(base: BaseModel, peft_cfg: PeftSettings) -> Plan:
-    """Plain PEFT as a plan: nothing pruned, LoRA with full rank on the vanilla targets (the paper's baseline)."""
+    """Plain PEFT as a plan: nothing pruned, full-size PEFT on the vanilla targets (the paper's baseline).
+
+    LoRA: r on `vanilla_targets` (q, v); adapters: every role of `adapter_placement`, full bottleneck.
+    """
     model, config = base.model, base.model.config
     layers, heads, ffn = arch.num_layers(model), arch.num_heads(config), arch.ffn_size(config)
     kv_heads = arch.num_kv_heads(config)
-    modules = {n: {"layer": layer, "role": r, "ranks": list(range(peft_cfg.lora_r))}
-               for n, (layer, r) in arch.linear_roles(model, peft_cfg.vanilla_targets).items()}
+    method = peft_cfg.method_config()
+    modules = {n: {"layer": layer, "role": role, "units": list(range(method["r"]))}
+               for n, (layer, role) in arch.linear_roles(model, peft_cfg.vanilla_roles()).items()}
     plan = Plan(
         base_fingerprint=base.fingerprint, model_type=config.model_type, num_layers=layers, num_heads=heads,
         head_size=arch.head_size(config), ffn_size=ffn, heads=[list(range(heads))] * layers,
-        ffn=[list(range(ffn))] * layers, lora_modules=modules, lora_r=peft_cfg.lora_r,
-        lora_alpha=peft_cfg.lora_alpha, lora_dropout=peft_cfg.lora_dropout, kind="vanilla",
-        num_kv_heads=kv_heads, kv_heads=[list(range(kv_heads))] * layers,
+        ffn=[list(range(ffn))] * layers, peft=peft_cfg.peft, peft_config=method, peft_modules=modules,
+        kind="vanilla", num_kv_heads=kv_heads, kv_heads=[list(range(kv_heads))] * layers,
     )
     plan.counts = count_plan(plan, config)
     return plan
@@ -110,18 +115,18 @@ def count_plan(plan: Plan, config, estimate_modules: dict | None = None) -> dict
     """Parameter and linear-FLOP counts before/after pruning, from a weightless (meta-device) model."""
     with torch.device("meta"):
         model = AutoModelForSequenceClassification.from_config(config)
-    before = _structure_counts(model, {n: plan.lora_r for n in (estimate_modules or {})})
+    before = _structure_counts(model, plan.peft, {n: plan.units_per_module for n in (estimate_modules or {})})
     prune_backbone(model, plan)
-    after = _structure_counts(model, {n: len(e["ranks"]) for n, e in plan.lora_modules.items()})
+    after = _structure_counts(model, plan.peft, {n: len(e["units"]) for n, e in plan.peft_modules.items()})
     return {
         "foundation_params_before": before["foundation"],
         "foundation_params_after": after["foundation"],
         "foundation_pruned_fraction": 1 - after["foundation"] / before["foundation"],
         "layer_linear_flops_per_token_before": before["flops"],
         "layer_linear_flops_per_token_after": after["flops"],
-        "lora_params_estimate": before["lora"],
-        "lora_params_after": after["lora"],
-        "lora_modules_after": len(plan.lora_modules),
+        "peft_params_estimate": before["peft"],
+        "peft_params_after": after["peft"],
+        "peft_modules_after": len(plan.peft_modules),
         "counted_train_speedup_seq128": _counted_train_speedup(plan, config),
         "heads_kept": sum(map(len, plan.heads)),
         "ffn_neurons_kept": sum(map(len, plan.ffn)),
@@ -137,31 +142,34 @@ def _counted_train_speedup(plan: Plan, config) -> float:
     return before / train_step_cost(block_costs(plan, config, 128), lowest_peft_block(plan))
 
 
-def _structure_counts(model, lora_ranks: dict[str, int]) -> dict:
+def _structure_counts(model, peft: str, units: dict[str, int]) -> dict:
     backbone = model.base_model
     layers = backbone.get_submodule(arch.get_arch(model).layers)
     linear_weights = sum(m.weight.numel() for m in layers.modules() if isinstance(m, (torch.nn.Linear, Conv1D)))
-    lora = sum(rank * sum(arch.features(model.get_submodule(name))) for name, rank in lora_ranks.items())
-    return {"foundation": sum(p.numel() for p in backbone.parameters()), "flops": 2 * linear_weights, "lora": lora}
+    peft_params = sum(count * unit_params(peft, model.get_submodule(name)) for name, count in units.items())
+    return {"foundation": sum(p.numel() for p in backbone.parameters()), "flops": 2 * linear_weights,
+            "peft": peft_params}
 
 
 # ----------------------------------------------------------------------------------------------- building
 
 
 def build_model(base: BaseModel, plan: Plan, peft_state: dict[str, torch.Tensor] | None = None):
-    """Prune a fresh base physically to `plan`, inject LoRA, and load `peft_state` (already plan-shaped) if given."""
+    """Prune a fresh base physically to `plan`, inject its PEFT, and load `peft_state` (already plan-shaped) if given."""
     plan.check_base(base.fingerprint)
     if peft_state:
         _load_fresh_backbone_weights(base.model, peft_state)
     prune_backbone(base.model, plan)
-    model = wrap_for_plan(base.model, plan)
+    model = inject_for_plan(base.model, plan)
     if peft_state:
         import_state(model, {k: v for k, v in peft_state.items() if not k.startswith(FRESH_PREFIX)})
     return model
 
 
 def prune(base: BaseModel, plan: Plan, estimate: Estimate | None = None):
-    """A fresh pruned model for `plan`; with `estimate`, its LoRA and head continue from estimation."""
+    """A fresh pruned model for `plan`; with `estimate`, its PEFT modules and head continue from estimation."""
+    if estimate is not None:
+        _check_estimate_fits(estimate, plan)
     state = slice_peft_state(estimate.peft_state, plan) if estimate is not None else None
     return build_model(base, plan, state)
 
@@ -173,12 +181,33 @@ def _fresh_backbone_state(base: BaseModel, model) -> dict[str, torch.Tensor]:
             if k in state and not k.startswith(heads)}
 
 
+def _check_estimate_fits(estimate: Estimate, plan: Plan) -> None:
+    if estimate.fingerprint != plan.base_fingerprint:
+        raise LightPeftError("the estimate and the plan come from different base checkpoints; pass the estimate "
+                             "the plan was made from")
+    peft = estimate.meta["peft"]
+    unknown = set(plan.peft_modules) - set(estimate.module_names)
+    if peft != plan.peft or unknown:
+        raise LightPeftError(f"the plan ({plan.peft}) was not made from this estimate ({peft}, "
+                             f"{len(unknown)} plan modules unknown to it); pass the estimate the plan was made from")
+
+
 @torch.no_grad()
 def _load_fresh_backbone_weights(model, state: dict[str, torch.Tensor]) -> None:
-    current = model.state_dict()
+    """Put the run's copies of weights the checkpoint lacked into `model`, as new tensors (never in place: sibling
+    task models built by `runs.load_tasks` share the base's tensors)."""
     for key, tensor in state.items():
-        if key.startswith(FRESH_PREFIX) and key[len(FRESH_PREFIX):] in current:
-            current[key[len(FRESH_PREFIX):]].copy_(tensor)
+        if not key.startswith(FRESH_PREFIX):
+            continue
+        owner_path, _, attr = key[len(FRESH_PREFIX):].rpartition(".")
+        try:
+            owner = model.get_submodule(owner_path) if owner_path else model
+        except AttributeError:
+            continue  # not part of this model (the caller checks the base fingerprint)
+        if attr in owner._parameters:
+            owner._parameters[attr] = torch.nn.Parameter(tensor.clone(), requires_grad=False)
+        elif attr in owner._buffers:
+            owner._buffers[attr] = tensor.clone()
 
 
 # ----------------------------------------------------------------------------------------------- output dirs
@@ -232,13 +261,14 @@ class Prepared:
     tokenizer: object
     train_ds: object
     eval_ds: object
+    max_seq_length: int | None = None
 
 
 def prepare(model_cfg: ModelConfig, data_cfg: DataConfig) -> Prepared:
     tokenizer = load_tokenizer(model_cfg.model_name_or_path, model_cfg.tokenizer_name)
     task = load_task(data_cfg)
     train_ds, eval_ds = tokenize_task(task, tokenizer, data_cfg.max_seq_length)
-    return Prepared(task, tokenizer, train_ds, eval_ds)
+    return Prepared(task, tokenizer, train_ds, eval_ds, data_cfg.max_seq_length)
 
 
 def load_task_base(model_cfg: ModelConfig, task: TaskData) -> BaseModel:
@@ -257,8 +287,8 @@ def estimate(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSetting
     prepared = prepared or prepare(model_cfg, data_cfg)
     base = load_task_base(model_cfg, prepared.task)
     steps = estimation_steps(est_cfg, planned_steps(args, len(prepared.train_ds)))
-    log.info("estimation: %d steps of masks + LoRA on %d linears", steps,
-             len(arch.linear_names(base.model, peft_cfg.estimate_targets)))
+    log.info("estimation: %d steps of masks + %s on %d linears", steps, peft_cfg.peft,
+             len(arch.linear_names(base.model, peft_cfg.estimate_roles())))
     result = run_estimation(base, prepared.tokenizer, prepared.train_ds, prepared.task.metric_kind, args, peft_cfg,
                             est_cfg, steps)
     result.meta["configs"] = to_dict(model_cfg, data_cfg, peft_cfg, est_cfg)
@@ -273,7 +303,8 @@ def train(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, 
           ) -> RunResult:
     """Training stage: vanilla PEFT without a plan, the pruned model with one. Writes a run directory.
 
-    With `estimate`, LoRA and head continue from estimation (the method); without, they start fresh.
+    With `estimate`, PEFT modules and head continue from estimation (the method); without, they start fresh.
+    A plan fixes the PEFT type: `peft_cfg.peft` must agree with it.
     Returns the summary (also written as run.json), the plan and the trained model.
     """
     out = check_output_dir(output_dir or args.output_dir, overwrite)
@@ -289,6 +320,9 @@ def _train_into(stage_dir: Path, model_cfg, prepared: Prepared, peft_cfg, args, 
     if isinstance(estimate, (str, Path)):
         estimate = Estimate.load(estimate)
     plan = plan or vanilla_plan(base, peft_cfg)
+    if plan.peft != peft_cfg.peft:
+        raise LightPeftError(f"the plan is for --peft {plan.peft} but --peft {peft_cfg.peft} was given; pass "
+                             f"--peft {plan.peft}")
     model = prune(base, plan, estimate)
     fresh_state = _fresh_backbone_state(base, model)
     stage_args = _stage_args(args, stage_dir / "trainer")
@@ -300,11 +334,16 @@ def _train_into(stage_dir: Path, model_cfg, prepared: Prepared, peft_cfg, args, 
     stats.extra["eval_seconds"] = sum(h["eval_runtime"] for h in in_training)
     final = in_training[-1] if in_training else trainer.evaluate()
     summary = _summarise(plan, prepared.task, model, trainer, stats, in_training or [final], final)
+    summary["base_path"] = str(Path(base.path).resolve())  # `load_pruned` / `lightpeft predict` default
+    summary["tokenizer_path"] = model_cfg.tokenizer_name
+    summary["task"]["max_seq_length"] = prepared.max_seq_length
     if is_main_process():
         plan.save(stage_dir / "plan.json")
         save_file({**export_state(model), **fresh_state}, stage_dir / WEIGHTS_FILE)
-        write_json(stage_dir / "log_history.json", trainer.state.log_history)
-        write_json(stage_dir / "run_config.json", to_dict(model_cfg, peft_cfg, args))
+        write_json(stage_dir / "log_history.json",
+                   {"schema_version": RUN_SCHEMA_VERSION, "log_history": trainer.state.log_history})
+        write_json(stage_dir / "run_config.json",
+                   {"schema_version": RUN_SCHEMA_VERSION, **to_dict(model_cfg, peft_cfg, args)})
         write_json(stage_dir / RUN_FILE, summary)
     _cleanup_trainer_dir(stage_dir / "trainer")
     return RunResult(summary, plan, model.eval())
@@ -324,13 +363,14 @@ def _summarise(plan: Plan, task: TaskData, model, trainer, stats, eval_history: 
     key = "eval_" + MAIN_METRIC[task.metric_kind]
     scores = [h[key] for h in eval_history if key in h]
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    foundation = sum(p.numel() for p in model.get_base_model().base_model.parameters()) - sum(
-        p.numel() for n, p in model.get_base_model().base_model.named_parameters() if "lora_" in n)
+    # the backbone's frozen weights: everything in it but the PEFT modules (the head lives outside the backbone)
+    foundation = sum(p.numel() for p in hf_model(model).base_model.parameters() if not p.requires_grad)
     return {
         "schema_version": RUN_SCHEMA_VERSION,
         "kind": plan.kind,
+        "peft": plan.peft,
         "task": {"name": task.name, "num_labels": task.num_labels, "metric_kind": task.metric_kind,
-                 "regression": task.is_regression, "label_names": task.label_names,
+                 "regression": task.is_regression, "label_names": task.label_names, "has_pair": task.has_pair,
                  "train_rows": len(trainer.train_dataset), "eval_rows": len(trainer.eval_dataset)},
         "base_fingerprint": plan.base_fingerprint,
         "metric": MAIN_METRIC[task.metric_kind],
@@ -361,47 +401,6 @@ def environment() -> dict:
             else f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)", "machine": platform.machine()}
 
 
-# ----------------------------------------------------------------------------------------------- loading
-
-
-def read_run(run_dir: str | Path) -> dict:
-    path = Path(run_dir) / RUN_FILE
-    if not path.is_file():
-        raise LightPeftError(f"{run_dir} is not a finished run directory (no {RUN_FILE}); pass what `lightpeft train` "
-                             "or `lightpeft run` wrote")
-    try:
-        summary = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise LightPeftError(f"{path} is corrupt; re-run training") from None
-    if summary.get("schema_version") != RUN_SCHEMA_VERSION:
-        raise LightPeftError(f"{path} has schema version {summary.get('schema_version')!r}, this lightpeft reads "
-                             f"{RUN_SCHEMA_VERSION}; re-run training with this version")
-    return summary
-
-
-def load_pruned(base: str | BaseModel, run_dir: str | Path):
-    """Rebuild a trained run from the untouched base checkpoint: prune to its plan, load its PEFT and head weights.
-
-    `base` is a model path or packaged alias (or a `BaseModel` from `models.load_base`, pruned in place).
-    Returns the peft model in eval mode. Several runs can be loaded side by side from one base path.
-
-    Example:
-        >>> model = load_pruned("minilm", "runs/rt")  # doctest: +SKIP
-    """
-    run_dir = Path(run_dir)
-    summary = read_run(run_dir)
-    plan = Plan.load(run_dir / "plan.json")
-    task = summary["task"]
-    if not isinstance(base, BaseModel):
-        base = load_base(str(base), task["num_labels"], regression=task["regression"])
-    try:
-        state = load_file(run_dir / WEIGHTS_FILE)
-    except Exception as err:  # safetensors raises several types for truncated files
-        raise LightPeftError(f"{run_dir / WEIGHTS_FILE} is corrupt or missing ({type(err).__name__}); "
-                             "re-run training") from None
-    return build_model(base, plan, state).eval()
-
-
 # ----------------------------------------------------------------------------------------------- run
 
 
@@ -428,7 +427,7 @@ def run(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, es
             vanilla_dir = stage_dir / "vanilla"
             vanilla_dir.mkdir()
             vanilla = _train_into(vanilla_dir, model_cfg, prepared, peft_cfg, args, None, None).summary
-            rows.insert(0, _table_row("vanilla LoRA", vanilla))
+            rows.insert(0, _table_row(f"vanilla {PEFT_NAMES[peft_cfg.peft]}", vanilla))
         light["summary_table"] = summary_table(rows)
         if is_main_process():
             (stage_dir / "summary.md").write_text(light["summary_table"] + "\n")

@@ -1,4 +1,6 @@
-"""Plan: which heads, FFN neurons, PEFT modules and LoRA ranks survive. Plain JSON, fingerprinted to its base.
+"""Plan: which heads, FFN neurons, PEFT modules and PEFT units (LoRA ranks, adapter bottleneck units) survive.
+
+Plain JSON, fingerprinted to its base.
 
 Selection follows the reference's quantile rule "prune a unit iff its score <= quantile(scores, ratio)" (numpy
 linear interpolation) in its count form: for n distinct scores that prunes exactly floor(ratio * (n - 1)) + 1
@@ -24,11 +26,11 @@ from pathlib import Path
 
 import torch
 
-from .config import PlanConfig
+from .config import PEFT_TYPES, PlanConfig
 from .errors import LightPeftError
 from .io import write_json
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: generic PEFT (`peft`, `peft_config`, `peft_modules`); 1 was LoRA-only
 PLAN_FILE = "plan.json"
 
 
@@ -36,10 +38,12 @@ PLAN_FILE = "plan.json"
 class Plan:
     """Survivors of pruning, per layer and per PEFT module.
 
-    `heads[l]` / `ffn[l]`: kept head / neuron indices of layer l (sorted). `lora_modules`: full linear name (from
-    the top of the HF task model) -> {"layer", "role", "ranks"}, where ranks are the kept rank indices of the
-    estimated LoRA (sorted, non-empty). `lora_r` / `lora_alpha` are the estimation's; the method keeps the
-    scaling alpha / r after rank pruning.
+    `heads[l]` / `ffn[l]`: kept head / neuron indices of layer l (sorted). `peft`: `lora` or `adapter`.
+    `peft_modules`: full name of the linear the module sits on (from the top of the HF task model) ->
+    {"layer", "role", "units"}, where units are the kept unit indices (LoRA ranks, adapter bottleneck units) of the
+    estimated module (sorted, non-empty). `peft_config`: the estimation's settings (`PeftSettings.method_config()`:
+    `r` units per module, `dropout`, LoRA `alpha`, adapter `activation`, `init_std`, `scaling`, `placement`); the
+    method keeps LoRA's scaling alpha / r after rank pruning.
     """
 
     base_fingerprint: str
@@ -50,11 +54,10 @@ class Plan:
     ffn_size: int
     heads: list[list[int]]
     ffn: list[list[int]]
-    lora_modules: dict[str, dict]
-    lora_r: int
-    lora_alpha: float
-    lora_dropout: float
-    kind: str = "light-peft"  # or "vanilla": nothing pruned, fresh LoRA on the vanilla targets
+    peft: str
+    peft_config: dict
+    peft_modules: dict[str, dict]
+    kind: str = "light-peft"  # or "vanilla": nothing pruned, fresh PEFT on the vanilla targets
     ratios: dict = field(default_factory=dict)
     counts: dict = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
@@ -77,6 +80,8 @@ class Plan:
         missing = required - set(data)
         if missing:
             raise LightPeftError(f"{source} is incomplete (missing {', '.join(sorted(missing))}); re-run `lightpeft plan`")
+        if data["peft"] not in PEFT_TYPES:
+            raise LightPeftError(f"{source} names an unknown PEFT type {data['peft']!r}; re-run `lightpeft plan`")
         return cls(**{k: v for k, v in data.items() if k in names})
 
     def save(self, path: str | Path) -> None:
@@ -103,11 +108,16 @@ class Plan:
                 f"{fingerprint}; pass the base checkpoint the estimate used"
             )
 
-    def kept_ranks(self, name: str) -> list[int]:
-        return self.lora_modules[name]["ranks"]
+    @property
+    def units_per_module(self) -> int:
+        """Units of an unpruned module: the estimation's LoRA rank or adapter bottleneck size."""
+        return self.peft_config["r"]
+
+    def kept_units(self, name: str) -> list[int]:
+        return self.peft_modules[name]["units"]
 
     def role_of(self, name: str) -> tuple[int, str]:
-        entry = self.lora_modules[name]
+        entry = self.peft_modules[name]
         return entry["layer"], entry["role"]
 
     def kept_kv_heads(self, layer: int) -> list[int]:
@@ -178,7 +188,7 @@ def select_top(names: list[str], scores: torch.Tensor, count: int) -> list[str]:
 
 
 def select_ranks(rank_scores: dict[str, torch.Tensor], ratio: float, scope: str) -> dict[str, list[int]]:
-    """Kept rank indices per module; a module left with no rank is dropped."""
+    """Kept unit (rank) indices per module; a module left with no unit is dropped."""
     names = list(rank_scores)
     if not names:
         return {}
@@ -204,11 +214,13 @@ def choose(
     cfg: PlanConfig,
     roles: dict[str, tuple[int, str]],
     group_size: int = 1,
+    drop_widthless: bool = True,
 ) -> tuple[list[list[int]], list[list[int]], dict[str, dict]]:
-    """Survivors from estimation statistics, in the reference's order: structure, then modules, then ranks.
+    """Survivors from estimation statistics, in the reference's order: structure, then modules, then units.
 
     Masks are ranked by their signed value (a negative mask is pruned first). `roles[name] = (layer, role)`
-    lets modules whose target lost every head or neuron be dropped (they would have a zero-sized side).
+    lets modules whose target lost every head or neuron be dropped when `drop_widthless` (LoRA: they would have a
+    zero-sized side; adapters act on hidden-size outputs and keep working, so they stay).
     `group_size`: query heads per key/value head (grouped-query attention, see `keep_heads`).
     """
     heads = keep_heads(head_masks, cfg, group_size)
@@ -223,7 +235,7 @@ def choose(
         layer, role = roles[name]
         return bool(ffn[layer]) if role.startswith("ffn") else bool(heads[layer])
 
-    survivors = [n for n in survivors if has_width(n)]
-    ranks = select_ranks({n: rank_scores[index[n]] for n in survivors}, cfg.rank_ratio, cfg.rank_scope)
-    modules = {n: {"layer": roles[n][0], "role": roles[n][1], "ranks": kept} for n, kept in ranks.items()}
+    survivors = [n for n in survivors if has_width(n) or not drop_widthless]
+    units = select_ranks({n: rank_scores[index[n]] for n in survivors}, cfg.rank_ratio, cfg.rank_scope)
+    modules = {n: {"layer": roles[n][0], "role": roles[n][1], "units": kept} for n, kept in units.items()}
     return heads, ffn, modules

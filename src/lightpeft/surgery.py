@@ -1,4 +1,4 @@
-"""Physical pruning: slice backbone weights to the kept heads and neurons, and LoRA weights to match.
+"""Physical pruning: slice backbone weights to the kept heads and neurons, and PEFT weights to match.
 
 transformers v5 has no `prune_heads`; BERT and Llama attention reshape with `-1` heads, but OPT reshapes with
 `num_heads`, GPT-2 splits its fused q/k/v with `split_size` and grouped-query attention repeats k/v by
@@ -17,6 +17,7 @@ from transformers.pytorch_utils import Conv1D
 
 from . import arch
 from .errors import LightPeftError
+from .peft_modules import SLICED_WITH_STRUCTURE, WEIGHT_SUFFIXES
 from .plan import Plan
 
 
@@ -174,10 +175,14 @@ def prune_backbone(model: nn.Module, plan: Plan) -> nn.Module:
     return model
 
 
-def slice_lora(name: str, lora_a: torch.Tensor, lora_b: torch.Tensor, plan: Plan) -> tuple:
-    """Cut one estimated LoRA pair (A: (r, in), B: (out, r)) to the plan's kept ranks and kept structure."""
-    ranks = torch.tensor(plan.kept_ranks(name), dtype=torch.long)
-    lora_a, lora_b = lora_a[ranks], lora_b[:, ranks]
+def slice_units(down: torch.Tensor, up: torch.Tensor, units: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keep `units` of one PEFT module: rows of down (units, in), columns of up (out, units)."""
+    index = torch.tensor(units, dtype=torch.long)
+    return down[index], up[:, index]
+
+
+def slice_lora_structure(name: str, lora_a: torch.Tensor, lora_b: torch.Tensor, plan: Plan) -> tuple:
+    """Cut a LoRA pair (A: (r, in), B: (out, r)) to the plan's kept heads / neurons on its linear's pruned side."""
     layer, role = plan.role_of(name)
     if role == "q":
         lora_b = lora_b[head_rows(plan.heads[layer], plan.head_size)]
@@ -191,14 +196,18 @@ def slice_lora(name: str, lora_a: torch.Tensor, lora_b: torch.Tensor, plan: Plan
         lora_b = lora_b[torch.tensor(plan.ffn[layer], dtype=torch.long)]
     elif role == "ffn_out":
         lora_a = lora_a[:, torch.tensor(plan.ffn[layer], dtype=torch.long)]
-    return lora_a.contiguous(), lora_b.contiguous()
+    return lora_a, lora_b
 
 
 def slice_peft_state(state: dict[str, torch.Tensor], plan: Plan) -> dict[str, torch.Tensor]:
-    """Estimated weights cut to a plan: LoRA of surviving modules sliced; head weights as they are."""
-    out = {k: v for k, v in state.items() if not (k.endswith(".lora_A") or k.endswith(".lora_B"))}
-    for name in plan.lora_modules:
-        out[f"{name}.lora_A"], out[f"{name}.lora_B"] = slice_lora(
-            name, state[f"{name}.lora_A"], state[f"{name}.lora_B"], plan
-        )
+    """Estimated weights cut to a plan: PEFT modules that survive sliced to their kept units (and, for LoRA, to the
+    kept structure; adapters sit on hidden-size outputs and need no structural slicing); head weights as they are."""
+    down_key, up_key = WEIGHT_SUFFIXES[plan.peft]
+    peft_suffixes = tuple("." + suffix for pair in WEIGHT_SUFFIXES.values() for suffix in pair)
+    out = {k: v for k, v in state.items() if not k.endswith(peft_suffixes)}
+    for name in plan.peft_modules:
+        down, up = slice_units(state[f"{name}.{down_key}"], state[f"{name}.{up_key}"], plan.kept_units(name))
+        if SLICED_WITH_STRUCTURE[plan.peft]:
+            down, up = slice_lora_structure(name, down, up, plan)
+        out[f"{name}.{down_key}"], out[f"{name}.{up_key}"] = down.contiguous(), up.contiguous()
     return out

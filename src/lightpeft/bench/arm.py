@@ -2,8 +2,8 @@
 
 `train` runs vanilla PEFT (`lightpeft train`) or Light-PEFT (`lightpeft run`) into the spec's run directory and
 records times and memory; `infer` rebuilds the trained run from the base checkpoint, counts FLOPs, optionally
-profiles a training step, merges LoRA into the weights and times inference; `shape` times a random-init model
-(see shapes.py). A fresh process per arm keeps the
+profiles a training step, merges LoRA into the weights (adapters stay) and times inference; `shape` times a
+random-init model (see shapes.py). A fresh process per arm keeps the
 arms from sharing allocator state, warm caches or a memory high-water mark.
 """
 
@@ -20,7 +20,8 @@ from .. import memory
 from ..config import (DataConfig, EstimateConfig, LightPeftTrainingArguments, ModelConfig, PeftSettings, PlanConfig,
                       RunOptions)
 from ..io import write_json
-from ..pipeline import load_pruned, prepare, run, train
+from ..pipeline import prepare, run, train
+from ..runs import load_pruned
 from ..training import PAD_MULTIPLE
 from .flops import forward_flops, train_step_flops
 from .latency import batches_of, model_megabytes, time_inference
@@ -94,7 +95,8 @@ def infer_arm(spec: dict) -> dict:
     result["train_step_flops_per_example"] = {k: v / bs for k, v in step.items()}
     if spec.get("profile"):
         result["profile"] = profile_training_step(model, prepared.train_ds, collator, args.per_device_train_batch_size)
-    model = model.merge_and_unload()  # deployment form: LoRA folded into the (pruned) weights
+    if hasattr(model, "merge_and_unload"):  # deployment form: LoRA folded into the (pruned) weights; adapters stay
+        model = model.merge_and_unload()
     result["forward_flops_per_example"] = forward_flops(model, train_batch) / bs
     result["model_mb"] = model_megabytes(model)
     result["inference"] = {}

@@ -4,7 +4,7 @@ Forward parts are exclusive times from module hooks (a child's time is not count
   attention projections  frozen q/k/v/o linears
   attention core         scores, softmax and context (the attention module minus its projections)
   FFN linears            frozen FFN input/output linears
-  PEFT                   LoRA branches (dropout, A, B, scaling, add) of wrapped linears
+  PEFT                   LoRA branches (dropout, A, B, scaling, add) / adapters of wrapped linears
   other forward          the rest: embeddings, LayerNorm, activations, dropout, task head, loss
 Backward is timed as a whole; it runs only down to the lowest trainable parameter, which the report names.
 """
@@ -18,6 +18,7 @@ import torch
 from peft.tuners.lora import LoraLayer
 
 from .. import arch
+from ..adapters import AdapterLinear
 
 ROLE_PART = {"q": "attention projections", "k": "attention projections", "v": "attention projections",
              "o": "attention projections", "ffn_in": "FFN linears", "ffn_out": "FFN linears"}
@@ -66,9 +67,9 @@ def _watch_model(clock: _ExclusiveClock, model: torch.nn.Module) -> None:
         clock.watch(attention, "attention core")
     for name, (_, role) in arch.linear_roles(hf_model, list(ROLE_PART)).items():
         module = hf_model.get_submodule(name)
-        if isinstance(module, LoraLayer):
+        if isinstance(module, (LoraLayer, AdapterLinear)):
             clock.watch(module, "PEFT")
-            module = module.get_base_layer()
+            module = module.base_layer
         clock.watch(module, ROLE_PART[role])
 
 

@@ -138,14 +138,16 @@ def _description(bench_cfg, training: dict, configs: dict) -> str:
                 "peak RSS the timed work added over the loaded model.")
     model = configs["ModelConfig"]["model_name_or_path"]
     data = configs["DataConfig"]
-    return (f"Model `{model}`, task `{data['task']}` (train rows ≤ {data['max_train_samples']}, dev rows ≤ "
+    peft = configs["PeftSettings"]["peft"]
+    return (f"Model `{model}`, PEFT `{peft}`, task `{data['task']}` (train rows ≤ {data['max_train_samples']}, dev rows ≤ "
             f"{data['max_eval_samples']}, max length {data['max_seq_length']}), batch "
             f"{training['per_device_train_batch_size']}, {training['num_train_epochs']} epochs, lr "
             f"{training['learning_rate']}, seeds {bench_cfg.seeds} (arm order alternates). Each arm trains in its own "
             "process; times and memory are medians over seeds, the dev metric is the mean ± std of the best epoch. "
             "Memory: CUDA allocator peak on GPU; on CPU the model's weight bytes plus the peak RSS the stage added "
-            "over the loaded model (so allocator leftovers of loading and pruning are not counted). Inference: LoRA "
-            "merged, dev examples, median batch latency after warm-up.")
+            "over the loaded model (so allocator leftovers of loading and pruning are not counted). Inference: "
+            f"{'LoRA merged' if peft == 'lora' else 'adapters kept'}, dev examples, median batch latency after "
+            "warm-up.")
 
 
 def _git_commit() -> str | None:

@@ -53,16 +53,16 @@ def synthetic_estimate(model, peft_cfg, seed: int) -> Estimate:
     g = torch.Generator().manual_seed(seed)
     config = model.config
     layers, heads, ffn = arch.num_layers(model), arch.num_heads(config), arch.ffn_size(config)
-    roles = arch.linear_roles(model, peft_cfg.estimate_targets)
+    roles = arch.linear_roles(model, peft_cfg.estimate_roles())
     names = list(roles)
+    method = peft_cfg.method_config()
     meta = {"base_fingerprint": "random-init", "model_type": config.model_type, "num_layers": layers,
             "num_heads": heads, "num_kv_heads": arch.num_kv_heads(config), "head_size": arch.head_size(config),
-            "ffn_size": ffn,
-            "lora": {"r": peft_cfg.lora_r, "alpha": peft_cfg.lora_alpha, "dropout": peft_cfg.lora_dropout},
+            "ffn_size": ffn, "peft": peft_cfg.peft, "peft_config": method,
             "module_names": names, "module_roles": {n: list(r) for n, r in roles.items()},
             "config": config.to_dict()}
     return Estimate(meta, torch.rand(layers, heads, generator=g), torch.rand(layers, ffn, generator=g), names,
-                    torch.rand(len(names), generator=g), torch.rand(len(names), peft_cfg.lora_r, generator=g), {})
+                    torch.rand(len(names), generator=g), torch.rand(len(names), method["r"], generator=g), {})
 
 
 def build_shape_model(name: str, arm: str, peft_cfg, plan_cfg, seed: int):
@@ -113,7 +113,7 @@ def shape_arm(spec: dict, peft_cfg, plan_cfg) -> dict:
     peak_cuda = memory.peak_cuda_mb()
     train_memory = peak_cuda if peak_cuda is not None else model_megabytes(model) + memory.peak_rss_mb() - start_rss
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    merged = model.merge_and_unload()
+    merged = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model  # adapters stay
     inference = {}
     for size in spec["infer_batch_sizes"]:
         batches = [{k: v for k, v in random_batch(config, size, spec["seq_length"], device, spec["seed"] + i).items()

@@ -12,11 +12,10 @@ def tokenize_classification(
     task: TaskData, tokenizer, max_seq_length: int
 ) -> tuple[datasets.Dataset, datasets.Dataset]:
     """`text` (+ `text_pair`) -> `input_ids`, `attention_mask`, `token_type_ids` (if made), `labels`; no padding."""
-    has_pair, separator = task.has_pair, pair_separator(tokenizer)
+    has_pair = task.has_pair
 
     def encode(batch: dict) -> dict:
-        texts = (batch[TEXT], [separator + pair for pair in batch[TEXT_PAIR]]) if has_pair else (batch[TEXT],)
-        encoded = tokenizer(*texts, truncation=True, max_length=max_seq_length)
+        encoded = encode_texts(tokenizer, batch[TEXT], batch[TEXT_PAIR] if has_pair else None, max_seq_length)
         encoded["labels"] = batch[LABEL]
         return dict(encoded)
 
@@ -26,6 +25,14 @@ def tokenize_classification(
         return tokenized.cast_column("labels", split.features[LABEL])
 
     return tokenize(task.train, "train"), tokenize(task.eval, "eval")
+
+
+def encode_texts(tokenizer, texts: list[str], pairs: list[str] | None, max_seq_length: int, **kwargs):
+    """Tokenize texts (and second texts) exactly as training did: truncation to `max_seq_length`, longest first,
+    and a newline before the second text for tokenizers whose pair template adds no separator. `kwargs` go to
+    the tokenizer (e.g. `padding=True, return_tensors="pt"` for inference)."""
+    texts_in = (texts, [pair_separator(tokenizer) + pair for pair in pairs]) if pairs is not None else (texts,)
+    return tokenizer(*texts_in, truncation=True, max_length=max_seq_length, **kwargs)
 
 
 def pair_separator(tokenizer) -> str:

@@ -142,9 +142,45 @@ def _detect_text_columns(present: set[str]) -> tuple[str | None, str | None]:
     return next((name for name in TEXT_COLUMN_CANDIDATES if name in present), None), None
 
 
+def read_texts(path: str | Path, text_column: str | None = None,
+               text_pair_column: str | None = None) -> tuple[list[str], list[str] | None]:
+    """Unlabelled inputs for prediction: a `.txt` file (one text per non-empty line) or a CSV/TSV/JSON/JSONL file
+    whose text (and pair) columns are named or auto-detected as for training files.
+
+    Returns:
+        `(texts, pairs)`; `pairs` is None when the file has no second text column.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise LightPeftError(f"input file {path} does not exist; pass an existing .txt/.csv/.tsv/.json/.jsonl file")
+    if path.suffix.lower() == ".txt":
+        try:
+            texts = [line for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+        except UnicodeDecodeError:
+            raise LightPeftError(f"cannot read {path} as UTF-8 text; fix the file") from None
+        if not texts:
+            raise LightPeftError(f"input file {path} has no text; write one text per line")
+        return texts, None
+    frame = read_table(path)
+    cfg = DataConfig(task=str(path), text_column=text_column, text_pair_column=text_pair_column)
+    columns = _pick_columns(frame, cfg, path)
+    _check_text_columns(frame, columns, path)
+    return _as_text(frame[columns.text]), _as_text(frame[columns.pair]) if columns.pair else None
+
+
 def _check_table_frame(frame: pd.DataFrame, columns: _Columns, path: Path) -> None:
-    for column, flag in ((columns.text, "--text_column"), (columns.pair, "--text_pair_column"),
-                         (columns.label, "--label_column")):
+    _check_text_columns(frame, columns, path)
+    if columns.label not in frame.columns:
+        raise LightPeftError(
+            f"data file {path} has no column {columns.label!r}; pass --label_column NAME "
+            f"(columns: {column_list(frame)})"
+        )
+    check_no_empty_labels(frame, columns.label, path)
+
+
+def _check_text_columns(frame: pd.DataFrame, columns: _Columns, path: Path) -> None:
+    """The text (and pair) columns exist and every row has a text."""
+    for column, flag in ((columns.text, "--text_column"), (columns.pair, "--text_pair_column")):
         if column is not None and column not in frame.columns:
             raise LightPeftError(
                 f"data file {path} has no column {column!r}; pass {flag} NAME (columns: {column_list(frame)})"
@@ -156,7 +192,6 @@ def _check_table_frame(frame: pd.DataFrame, columns: _Columns, path: Path) -> No
                 raise LightPeftError(
                     f"{missing} of {len(frame)} rows in {path} have no text in column {column!r}; drop or fill them"
                 )
-    check_no_empty_labels(frame, columns.label, path)
 
 
 def _as_text(column: pd.Series) -> list[str]:

@@ -1,0 +1,134 @@
+"""Run directories as plug-and-play artifacts: one base checkpoint, many small task runs.
+
+A run directory holds only what its task needs (plan.json, PEFT + head weights, run.json; kilobytes to a few MB);
+`load_pruned` rebuilds the trained model from the untouched base, and `load_tasks` rebuilds several runs from one
+base read once, each task with its own pruned model.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForSequenceClassification
+
+from . import adapters
+from .errors import LightPeftError
+from .models import BaseModel, assign_tensors, load_base, model_tensors
+from .pipeline import RUN_FILE, RUN_SCHEMA_VERSION, WEIGHTS_FILE, build_model
+from .plan import PLAN_FILE, Plan
+
+
+def read_run(run_dir: str | Path) -> dict:
+    """The summary (run.json) of a finished run directory, schema-checked."""
+    path = Path(run_dir) / RUN_FILE
+    if not path.is_file():
+        raise LightPeftError(f"{run_dir} is not a finished run directory (no {RUN_FILE}); pass what `lightpeft train` "
+                             "or `lightpeft run` wrote")
+    try:
+        summary = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise LightPeftError(f"{path} is corrupt; re-run training") from None
+    if not isinstance(summary, dict) or summary.get("schema_version") != RUN_SCHEMA_VERSION:
+        version = summary.get("schema_version") if isinstance(summary, dict) else None
+        raise LightPeftError(f"{path} has schema version {version!r}, this lightpeft reads {RUN_SCHEMA_VERSION}; "
+                             "re-run training with this version")
+    return summary
+
+
+def base_path_of(summary: dict, run_dir: str | Path, base: str | None) -> str:
+    """`base` if given, else the base checkpoint the run was trained from (recorded in run.json)."""
+    if base:
+        return str(base)
+    recorded = summary.get("base_path")
+    if not recorded or not Path(recorded).exists():
+        raise LightPeftError(f"the base checkpoint run {run_dir} was trained from ({recorded}) is not here; "
+                             "pass --model_name_or_path BASE")
+    return recorded
+
+
+def read_run_weights(run_dir: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(run_dir) / WEIGHTS_FILE
+    try:
+        return load_file(path)
+    except Exception as err:  # safetensors raises several types for missing or truncated files
+        raise LightPeftError(f"{path} is corrupt or missing ({type(err).__name__}); re-run training") from None
+
+
+def _read(run_dir: str | Path) -> tuple[dict, Plan, dict[str, torch.Tensor]]:
+    """Everything of a run directory, checked before anything heavy is built."""
+    summary = read_run(run_dir)
+    return summary, Plan.load(Path(run_dir) / PLAN_FILE), read_run_weights(run_dir)
+
+
+def load_pruned(base: str | BaseModel | None, run_dir: str | Path):
+    """Rebuild a trained run from the untouched base checkpoint: prune to its plan, load its PEFT and head weights.
+
+    Args:
+        base: a model path or packaged alias, a `BaseModel` (pruned in place), or None for the base the run was
+            trained from.
+        run_dir: what `lightpeft train` / `lightpeft run` wrote.
+
+    Returns:
+        The model in eval mode (a peft model for LoRA runs, the HF model with adapters inside for adapter runs).
+
+    Example:
+        >>> model = load_pruned("minilm", "runs/rt")  # doctest: +SKIP
+    """
+    summary, plan, state = _read(run_dir)
+    if not isinstance(base, BaseModel):
+        task = summary["task"]
+        base = load_base(base_path_of(summary, run_dir, base), task["num_labels"], task["regression"],
+                         replace_head=True)
+    return build_model(base, plan, state).eval()
+
+
+def load_tasks(base: str | None, run_dirs: dict[str, str | Path]) -> dict[str, torch.nn.Module]:
+    """Several task runs from one base checkpoint in one process: the base is read once, each task gets its own
+    pruned model with its own PEFT modules and head.
+
+    Backbone tensors that pruning leaves whole (embeddings, LayerNorms, unpruned linears) are shared between the
+    task models, not copied: treat them as read-only (merge LoRA with `safe_merge=True`, which writes new tensors).
+
+    Example:
+        >>> models = load_tasks("minilm", {"sst2": "runs/sst2", "rte": "runs/rte"})  # doctest: +SKIP
+        >>> logits = models["rte"](**batch).logits  # doctest: +SKIP
+    """
+    if not run_dirs:
+        raise LightPeftError("load_tasks needs at least one run directory")
+    runs = {task: _read(run_dir) for task, run_dir in run_dirs.items()}  # every file checked before loading
+    first_task, (first_summary, _, _) = next(iter(runs.items()))
+    path = base_path_of(first_summary, run_dirs[first_task], base)
+    info = first_summary["task"]
+    source = load_base(path, info["num_labels"], info["regression"], replace_head=True)
+    models = {}
+    for task, (summary, plan, state) in runs.items():
+        sibling = share_backbone(source, summary["task"]["num_labels"], summary["task"]["regression"])
+        models[task] = build_model(sibling, plan, state).eval()
+    return models
+
+
+def share_backbone(source: BaseModel, num_labels: int, regression: bool = False) -> BaseModel:
+    """A new task model of `source`'s architecture whose backbone tensors *are* `source`'s (no copy) and whose
+    head (sized for `num_labels`) is its own, zero-filled until a run's head weights are loaded into it."""
+    config = copy.deepcopy(source.model.config)
+    config.num_labels = num_labels
+    config.problem_type = "regression" if regression else "single_label_classification"
+    with torch.device("meta"):  # a skeleton: no memory, no random init
+        model = AutoModelForSequenceClassification.from_config(config)
+    heads = tuple(name + "." for name in adapters.head_modules(model))
+    shared = {name: _tensor(owner, attr).detach()
+              for name, (owner, attr) in model_tensors(source.model).items() if not name.startswith(heads)}
+    leftover = assign_tensors(model, shared, "the base checkpoint")
+    slots = model_tensors(model)
+    own = {name: torch.zeros(_tensor(*slots[name]).shape, dtype=_tensor(*slots[name]).dtype) for name in leftover}
+    assign_tensors(model, own, "the task head")
+    return BaseModel(model=model.eval(), path=source.path, fingerprint=source.fingerprint,
+                     fresh_keys=source.fresh_keys)
+
+
+def _tensor(owner: torch.nn.Module, attr: str) -> torch.Tensor:
+    return owner._parameters.get(attr, owner._buffers.get(attr))
