@@ -22,6 +22,7 @@ MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 def batches_of(dataset, collator, batch_size: int, examples: int, device, labels: bool = False) -> list[dict]:
     """Consecutive batches covering `examples` rows plus warm-up (wrapping around a small split)."""
+    examples = max(examples, batch_size)  # at least one timed batch
     wanted = MODEL_INPUTS + (("labels",) if labels else ())
     columns = [c for c in dataset.column_names if c in wanted]
     rows = [dataset[i % len(dataset)] for i in range(examples + WARMUP_BATCHES * batch_size)]
