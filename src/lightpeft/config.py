@@ -172,6 +172,16 @@ class EstimateConfig:
     importance_window: float = field(
         default=0.5, metadata={"help": "Average importance over this last fraction of estimation (the paper: 0.5)."}
     )
+    mask_convergence: float | None = field(
+        default=None,
+        metadata={"help": "Stop estimation early once at most this fraction of heads and of FFN neurons changes "
+                  "keep/prune status (at the plan's ratios) between checks, --convergence_patience checks in a "
+                  "row (EarlyBERT's mask distance; e.g. 0.02). The step count or fraction then caps the length."},
+    )
+    convergence_every: int | None = field(
+        default=None, metadata={"help": "Steps between mask checks (default: 5% of the estimation cap, >= 2)."}
+    )
+    convergence_patience: int = field(default=2, metadata={"help": "Calm checks in a row needed to stop."})
 
     def __post_init__(self):
         if self.l1_coef < 0:
@@ -180,6 +190,10 @@ class EstimateConfig:
         _check_positive("estimate_steps", self.estimate_steps)
         if not 0.0 < self.estimate_fraction <= 1.0:
             raise LightPeftError(f"--estimate_fraction must be in (0, 1], got {self.estimate_fraction}")
+        if self.mask_convergence is not None and not 0.0 <= self.mask_convergence < 1.0:
+            raise LightPeftError(f"--mask_convergence must be in [0, 1), got {self.mask_convergence}")
+        _check_positive("convergence_every", self.convergence_every)
+        _check_positive("convergence_patience", self.convergence_patience)
         if not 0.0 < self.importance_window <= 1.0:
             raise LightPeftError(f"--importance_window must be in (0, 1], got {self.importance_window}")
 
