@@ -151,7 +151,7 @@ def test_bench_runs_both_arms_in_their_own_processes(tiny_model_dir, tiny_csv, t
                                       learning_rate=5e-3, seed=0, use_cpu=True)
     bench = run_bench(ModelConfig(str(tiny_model_dir)), DataConfig(task=str(tiny_csv), max_seq_length=16),
                       PeftSettings(), EstimateConfig(estimate_steps=2), PlanConfig(),
-                      BenchConfig(infer_examples=8, infer_batch_sizes=[1, 4]), args)
+                      BenchConfig(infer_examples=8, infer_batch_sizes=[1, 4], export_inference=True), args)
     on_disk = json.loads((out / "bench.json").read_text())
     assert on_disk["ratios"] == bench["ratios"]
     for key in ("train_throughput", "end_to_end_time", "peak_train_memory", "infer_latency", "infer_memory",
@@ -162,6 +162,8 @@ def test_bench_runs_both_arms_in_their_own_processes(tiny_model_dir, tiny_csv, t
     assert light["foundation_params"] < bench["arms"]["vanilla"]["foundation_params"]
     assert (out / "bench.png").stat().st_size > 10_000 and "## Targets" in (out / "bench.md").read_text()
     assert (out / "runs" / "seed42-light-peft" / "run.json").is_file()
+    assert light["export_mb_on_disk"] > light["run_dir_mb_on_disk"] > 0 and "## Deployment forms" in (
+        out / "bench.md").read_text()
 
 
 def test_bench_failure_names_the_arm_and_leaves_nothing(tiny_model_dir, tmp_path):

@@ -45,6 +45,13 @@ def summarise_arm(repeats: list[dict]) -> dict:
                  for key in ("median_latency_ms", "throughput_examples_per_s", "memory_mb")}
         for b in sizes
     }
+    for form in ("unmerged_inference", "export_inference"):
+        if any(form in r for r in repeats):
+            out[form] = {str(b): {key: _median([r[form][str(b)][key] for r in repeats if form in r])
+                                  for key in ("median_latency_ms", "throughput_examples_per_s", "memory_mb")}
+                         for b in sizes}
+    for key in ("export_mb_on_disk", "run_dir_mb_on_disk"):
+        out[key] = _median([r.get(key) for r in repeats])
     first = repeats[0]
     for key in ("metric", "foundation_params", "trainable_params", "plan_counts", "plan_ratios"):
         out[key] = first.get(key)

@@ -95,6 +95,8 @@ def infer_arm(spec: dict) -> dict:
     result["train_step_flops_per_example"] = {k: v / bs for k, v in step.items()}
     if spec.get("profile"):
         result["profile"] = profile_training_step(model, prepared.train_ds, collator, args.per_device_train_batch_size)
+    if spec.get("export_inference"):
+        result.update(_deployment_forms(spec, model, prepared, collator, device))
     if hasattr(model, "merge_and_unload"):  # deployment form: LoRA folded into the (pruned) weights; adapters stay
         model = model.merge_and_unload()
     result["forward_flops_per_example"] = forward_flops(model, train_batch) / bs
@@ -107,6 +109,36 @@ def infer_arm(spec: dict) -> dict:
             else result["model_mb"] + timing["activation_rss_mb"]
         result["inference"][str(batch_size)] = timing
     return result
+
+
+def _timed_forms(model, prepared, collator, device, spec) -> dict:
+    out = {}
+    for batch_size in spec["infer_batch_sizes"]:
+        timing = time_inference(model, batches_of(prepared.eval_ds, collator, batch_size, spec["infer_examples"],
+                                                  device))
+        timing["memory_mb"] = timing["peak_cuda_mb"] if timing["peak_cuda_mb"] is not None \
+            else model_megabytes(model) + timing["activation_rss_mb"]
+        out[str(batch_size)] = timing
+    return out
+
+
+def _deployment_forms(spec: dict, model, prepared, collator, device) -> dict:
+    """Inference of the run as trained (PEFT unmerged, on the rebuilt model) and of its `lightpeft export`
+    (self-contained, LoRA merged, loaded with one call), plus the export's size on disk."""
+    from ..export import export_run, load_exported
+
+    unmerged = _timed_forms(model, prepared, collator, device, spec)
+    export_dir = Path(spec["run_dir"]) / "export"
+    export_run(spec["run_dir"], export_dir, base=spec["configs"]["ModelConfig"]["model_name_or_path"])
+    exported = load_exported(export_dir).to(device)
+    forms = {"unmerged_inference": unmerged,
+             "export_inference": _timed_forms(exported, prepared, collator, device, spec),
+             "export_mb_on_disk": sum(f.stat().st_size for f in export_dir.rglob("*") if f.is_file()) / 2**20,
+             "run_dir_mb_on_disk": sum(f.stat().st_size for f in Path(spec["run_dir"]).rglob("*")
+                                       if f.is_file() and "export" not in f.relative_to(spec["run_dir"]).parts
+                                       and "estimate" not in f.relative_to(spec["run_dir"]).parts) / 2**20}
+    del exported
+    return forms
 
 
 def main(argv: list[str]) -> int:

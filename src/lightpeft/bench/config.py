@@ -56,6 +56,10 @@ class BenchConfig:
     infer_examples: int = field(
         default=256, metadata={"help": "Dev examples timed per inference batch size (after warm-up)."}
     )
+    export_inference: bool = field(
+        default=False, metadata={"help": "Also time each run as trained (PEFT unmerged) and as its `lightpeft "
+                                 "export` (self-contained, LoRA merged), and report artifact sizes on disk."}
+    )
     profile: bool = field(
         default=False, metadata={"help": "Also break a training step of each trained arm into its parts "
                                  "(data, attention, FFN, PEFT, other forward, backward, optimizer)."}

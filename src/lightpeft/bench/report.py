@@ -57,6 +57,20 @@ def markdown(bench: dict) -> str:
                                  + [["step", *[_fmt(1000 * prof["step_seconds"], 1) for prof in profiled.values()]],
                                     ["backward stops at layer", *[prof["lowest_trainable_layer"]
                                                                   for prof in profiled.values()]]])]
+    forms = [(name, a) for name, a in arms.items() if a.get("export_inference")]
+    if forms:
+        rows = []
+        for name, a in forms:
+            for label, key in (("as trained (PEFT unmerged)", "unmerged_inference"),
+                               ("merged in the bench", "inference"), ("`lightpeft export`", "export_inference")):
+                rows.append([name, label, *[_fmt(a[key][str(b)]["median_latency_ms"], 2) for b in sizes],
+                             *[_fmt(a[key][str(b)]["memory_mb"], 0) for b in sizes]])
+        parts += ["", "## Deployment forms (inference)", "",
+                  markdown_table(["arm", "form", *[f"latency bs{b} ms" for b in sizes],
+                                  *[f"memory bs{b} MB" for b in sizes]], rows), "",
+                  markdown_table(["arm", "run dir MB (no estimate)", "export MB"],
+                                 [[n, _fmt(a["run_dir_mb_on_disk"], 3), _fmt(a["export_mb_on_disk"], 1)]
+                                  for n, a in forms])]
     if bench.get("tradeoff"):
         parts += ["", "## Accuracy vs speed-up", "",
                   markdown_table(["arm", "measured train speed-up", "counted (FLOP) speed-up, 128 tokens", "dev metric",

@@ -74,6 +74,7 @@ def run_bench(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, bench_cfg, args,
                 tag = f"seed{seed}-{arm}"
                 spec = {"arm": arm, "seed": seed, "configs": configs, "training": training,
                         "run_dir": str(work / "runs" / tag), "profile": bench_cfg.profile,
+                        "export_inference": bench_cfg.export_inference,
                         "infer_batch_sizes": bench_cfg.infer_batch_sizes, "infer_examples": bench_cfg.infer_examples,
                         "shape_only": bench_cfg.shape_only, "steps": bench_cfg.shape_steps,
                         "batch_size": bench_cfg.shape_batch_size, "seq_length": bench_cfg.shape_seq_length,
