@@ -22,13 +22,14 @@ from safetensors.torch import save_file
 from transformers import AutoConfig
 from transformers.pytorch_utils import Conv1D
 
-from . import arch, heads
+from . import arch
 from .config import (DataConfig, EstimateConfig, LightPeftTrainingArguments, ModelConfig, PeftSettings,
                      PlanConfig, RunOptions, to_dict)
 from .budget import block_costs, lowest_peft_block, solve_budget, train_step_cost
 from .data import TaskData, check_labels_fit, load_task, tokenize_task
 from .errors import LightPeftError
 from .estimate import Estimate, estimation_steps, run_estimation
+from .heads import check_kind, kind_of_model, meta_task_model
 from .io import atomic_path, write_json
 from .models import BaseModel, load_base, load_config, load_tokenizer
 from .peft_modules import (SLICED_WITH_STRUCTURE, export_state, head_modules, hf_model, import_state,
@@ -104,7 +105,7 @@ def vanilla_plan(base: BaseModel, peft_cfg: PeftSettings) -> Plan:
         ffn=[list(range(ffn))] * layers, peft=peft_cfg.peft, peft_config=method, peft_modules=modules,
         kind="vanilla", num_kv_heads=kv_heads, kv_heads=[list(range(kv_heads))] * layers,
     )
-    plan.counts = count_plan(plan, config, kind=heads.kind_of_model(model))
+    plan.counts = count_plan(plan, config, kind=kind_of_model(model))
     return plan
 
 
@@ -116,7 +117,7 @@ def _config_from_meta(meta: dict):
 def count_plan(plan: Plan, config, estimate_modules: dict | None = None, kind: str = "classification") -> dict:
     """Parameter and linear-FLOP counts before/after pruning, from a weightless (meta-device) task model of `kind`
     (the class fixes the PEFT module names and what the backbone holds, e.g. BERT's QA model has no pooler)."""
-    model = heads.meta_task_model(config, kind)
+    model = meta_task_model(config, kind)
     before = _structure_counts(model, plan.peft, {n: plan.units_per_module for n in (estimate_modules or {})})
     prune_backbone(model, plan)
     after = _structure_counts(model, plan.peft, {n: len(e["units"]) for n, e in plan.peft_modules.items()})
@@ -294,7 +295,7 @@ def prepare(model_cfg: ModelConfig, data_cfg: DataConfig) -> Prepared:
 def _check_kind_early(model_cfg: ModelConfig, task: TaskData) -> None:
     """An encoder given prompt/response data fails here, before tokenization or any weights."""
     _, config = load_config(model_cfg.model_name_or_path)
-    heads.check_kind(config, task.kind)
+    check_kind(config, task.kind)
 
 
 def load_task_base(model_cfg: ModelConfig, task: TaskData) -> BaseModel:
