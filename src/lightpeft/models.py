@@ -69,6 +69,8 @@ def load_base(name_or_path: str, num_labels: int | None = None, regression: bool
     if kind in ("classification", "regression"):
         config.num_labels = num_labels
         config.problem_type = "regression" if kind == "regression" else "single_label_classification"
+    elif kind == "qa":
+        config.num_labels = 2  # BERT-like span heads are num_labels wide: start and end (a classifier base may say 3)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the "newly initialised head" report is expected; we record it ourselves
     try:
