@@ -295,6 +295,20 @@ def test_causal_lm_export_round_trip_keeps_lm_head_tied(lm_runs, tmp_path):
     assert rows[0]["prompt"] == "say w3 twice" and isinstance(rows[0]["response"], str)
 
 
+def test_load_tasks_shares_a_causal_lm_backbone(lm_runs):
+    from lightpeft import load_tasks
+
+    base, run_dir, result, data = lm_runs("llama", "lora")
+    models = load_tasks(None, {"first": run_dir, "second": run_dir})
+    batch = eval_batch(base, data)
+    first, second = (hf_model(models[name]) for name in ("first", "second"))
+    assert first.model.embed_tokens.weight.data_ptr() == second.model.embed_tokens.weight.data_ptr()
+    with torch.no_grad():
+        expected = result.model(**batch).logits
+        for model in models.values():
+            assert torch.allclose(model(**batch).logits, expected, atol=1e-5)
+
+
 def test_causal_lm_predict_generates_for_each_prompt(lm_runs, capsys):
     _, run_dir, _, _ = lm_runs("gpt2", "lora")
     assert main(["predict", "--run_dir", str(run_dir), "--text", "say w5 twice", "say w9", "--max_new_tokens",
@@ -355,9 +369,89 @@ def test_bench_batches_hold_only_model_inputs_of_qa_windows(qa_run):
     assert {"start_positions", "end_positions"} <= set(training[0])
 
 
+def bench_arm(arm: str, base: Path, data: DataConfig, run_dir: Path, profile: bool = False) -> dict:
+    """One benchmark arm (train, then rebuild + time inference) in this process, on a few examples."""
+    from lightpeft.bench.arm import infer_arm, train_arm, training_args_to_json
+    from lightpeft.config import to_dict
+
+    spec = {"arm": arm, "seed": 0, "run_dir": str(run_dir), "profile": profile, "infer_batch_sizes": [1, 4],
+            "infer_examples": 4, "training": training_args_to_json(training_args(run_dir, epochs=1)),
+            "configs": to_dict(ModelConfig(str(base)), data, PeftSettings(), EstimateConfig(estimate_steps=2),
+                               PlanConfig(head_ratio=0.5))}
+    return train_arm(spec) | infer_arm(spec)
+
+
+def test_bench_arms_run_on_causal_lm_and_qa_tasks(lm_runs, qa_run, tmp_path):
+    from lightpeft.bench.report import markdown
+
+    base, _, _, data = lm_runs("llama", "lora")
+    arms = {name: summarise_arm([bench_arm(arm, base, data, tmp_path / arm)])
+            for name, arm in (("vanilla", "vanilla"), ("Light-PEFT", "light-peft"))}
+    assert arms["vanilla"]["greater_is_better"] is False and arms["Light-PEFT"]["metric"] == "perplexity"
+    ratios = compute_ratios(arms["Light-PEFT"], arms["vanilla"])
+    assert ratios["metric_delta"] == pytest.approx(arms["vanilla"]["best_metric_mean"]
+                                                   - arms["Light-PEFT"]["best_metric_mean"])
+    assert ratios["forward_flops"] < 1 and ratios["train_step_flops"] < 1
+    bench = {"label": "say twice", "description": "", "infer_batch_sizes": [1, 4], "arms": arms, "ratios": ratios,
+             "targets": [], "environment": {}, "tradeoff": []}
+    assert "dev perplexity (best)" in markdown(bench)
+
+    base, _, _, data = qa_run
+    qa = bench_arm("light-peft", base, data, tmp_path / "qa", profile=True)
+    assert qa["metric"] == "f1" and qa["train_step_flops_per_example"]["backward"] > 0
+    assert qa["profile"]["step_seconds"] > 0 and set(qa["inference"]) == {"1", "4"}
+
+
 def test_adapters_train_the_qa_head_and_leave_lm_head_frozen():
     torch.manual_seed(0)
     qa = adapters_everywhere(AutoModelForQuestionAnswering.from_config(tiny_config("bert", num_labels=2)))
     assert qa.qa_outputs.weight.requires_grad and not qa.bert.embeddings.word_embeddings.weight.requires_grad
     lm = adapters_everywhere(AutoModelForCausalLM.from_config(CAUSAL_LM_CONFIGS["llama"]()))
     assert not lm.lm_head.weight.requires_grad
+
+
+# ------------------------------------------------------------------------------------------------ real decoder
+
+INSTRUCTIONS = [
+    ("Name a primary colour.", "Red."), ("What is two plus two?", "Four."), ("Give the opposite of hot.", "Cold."),
+    ("Name a fruit that is yellow.", "A banana."), ("What do bees make?", "Honey."),
+    ("Which planet do we live on?", "Earth."), ("Say hello in French.", "Bonjour."),
+    ("What is frozen water called?", "Ice."), ("How many legs does a spider have?", "Eight."),
+    ("Name a large sea mammal.", "A whale."), ("What colour is grass?", "Green."),
+    ("What is the plural of mouse?", "Mice."), ("Give a synonym of happy.", "Glad."),
+    ("What do cows drink?", "Water."), ("Name the season after winter.", "Spring."),
+    ("What is ten minus three?", "Seven."), ("Which animal barks?", "A dog."),
+    ("What shape has three sides?", "A triangle."), ("Name a vegetable that is orange.", "A carrot."),
+    ("What is the capital of Italy?", "Rome."),
+]
+
+
+@pytest.mark.slow
+def test_smollm2_instruction_tuning_through_the_cli(tmp_path, capsys):
+    """SmolLM2-135M-Instruct (Llama, 9 query heads over 3 KV heads, tied embeddings) pruned for a small instruction
+    task through `lightpeft run` with its chat template, then reloaded and asked to generate (a minute on CPU)."""
+    from lightpeft.assets import resolve_model_path
+
+    try:
+        resolve_model_path("smollm2")
+    except LightPeftError as err:
+        pytest.skip(str(err))
+    data = tmp_path / "instructions.jsonl"
+    data.write_text("".join(json.dumps({"prompt": p, "response": r}) + "\n" for p, r in INSTRUCTIONS))
+    out = tmp_path / "run"
+    code = main(["run", "--model_name_or_path", "smollm2", "--task", str(data), "--output_dir", str(out),
+                 "--use_chat_template", "true", "--max_seq_length", "48", "--validation_fraction", "0.2",
+                 "--num_train_epochs", "1", "--per_device_train_batch_size", "4", "--estimate_steps", "2",
+                 "--learning_rate", "1e-3", "--disable_tqdm", "true", "--report_to", "none"])
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((out / "run.json").read_text())
+    assert summary["task"]["kind"] == "causal_lm" and summary["task"]["use_chat_template"]
+    assert summary["metric"] == "perplexity" and summary["best_metric"] == min(eval_history(out, "eval_perplexity"))
+    assert summary["plan_counts"]["foundation_pruned_fraction"] > 0.1
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["num_kv_heads"] == 3 and all(len(kv) == 2 for kv in plan["kv_heads"])
+
+    model = load_pruned(None, out)
+    assert hf_model(model).lm_head.weight is hf_model(model).get_input_embeddings().weight
+    rows = predict_texts(load_predictor(out), ["Name a colour of the sky."], max_new_tokens=8)
+    assert rows[0]["response"].strip()
