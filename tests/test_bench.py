@@ -123,6 +123,19 @@ def test_peak_memory_window_resets():
     assert memory.peak_rss_mb() < high - 200
 
 
+def test_variants_are_plan_flag_overrides():
+    from lightpeft.bench.config import all_arms, arm_label, parse_variant
+
+    assert parse_variant("round_to=64,target_train_speedup=2.0") == {"round_to": 64, "target_train_speedup": 2.0}
+    cfg = BenchConfig(variants=["round_to=64"])
+    assert all_arms(cfg) == ["vanilla", "light-peft", "light-peft[round_to=64]"]
+    assert arm_label(all_arms(cfg)[-1]) == "Light-PEFT [round_to=64]"
+    with pytest.raises(LightPeftError, match="PLAN_FLAG=VALUE"):
+        BenchConfig(variants=["no_such_flag=1"])
+    with pytest.raises(LightPeftError, match="round_to"):
+        BenchConfig(variants=["round_to=0"])
+
+
 def test_bench_config_rejects_bad_values():
     with pytest.raises(LightPeftError, match="--arms"):
         BenchConfig(arms=["vanilla", "nope"])

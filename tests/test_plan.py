@@ -109,3 +109,17 @@ def test_plan_without_kv_fields_loads_as_one_kv_head_per_query_head(tmp_path):
     (tmp_path / "plan.json").write_text(json.dumps(data))
     plan = Plan.load(tmp_path / "plan.json")
     assert plan.kept_kv_heads(1) == plan.heads[1]
+
+
+def test_round_to_gives_widths_in_multiples_and_keeps_the_highest_gates():
+    from lightpeft.plan import keep_per_row, round_widths
+
+    g = torch.Generator().manual_seed(0)
+    scores = torch.rand(3, 100, generator=g)
+    kept = keep_per_row(scores, 1 / 3, "global")
+    rounded = round_widths(scores, kept, 16)
+    for row, before, after in zip(scores, kept, rounded):
+        assert len(after) % 16 == 0 and abs(len(after) - len(before)) <= 8
+        threshold = row[after].min()
+        assert all(row[c] < threshold for c in range(100) if c not in after)
+    assert round_widths(scores, kept, 1) == kept

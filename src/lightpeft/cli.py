@@ -31,7 +31,8 @@ from .errors import LightPeftError
 
 COMMANDS = {
     "run": (ModelConfig, DataConfig, PeftSettings, EstimateConfig, PlanConfig, RunOptions, LightPeftTrainingArguments),
-    "estimate": (ModelConfig, DataConfig, PeftSettings, EstimateConfig, RunOptions, LightPeftTrainingArguments),
+    "estimate": (ModelConfig, DataConfig, PeftSettings, EstimateConfig, PlanConfig, RunOptions,
+                 LightPeftTrainingArguments),
     "plan": (PlanConfig, RunOptions),
     "train": (ModelConfig, DataConfig, PeftSettings, RunOptions, LightPeftTrainingArguments),
     "bench": (ModelConfig, DataConfig, PeftSettings, EstimateConfig, PlanConfig, BenchConfig, RunOptions,
@@ -115,12 +116,15 @@ def _run(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, options, args) -> int
     return 0
 
 
-def _estimate(model_cfg, data_cfg, peft_cfg, est_cfg, options, args) -> int:
+def _estimate(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, options, args) -> int:
     from .pipeline import estimate
 
-    result = estimate(model_cfg, data_cfg, peft_cfg, est_cfg, args, overwrite=options.overwrite_output_dir)
-    stats = result.meta["stats"]
-    print(f"estimate: {result.meta['steps']} steps in {stats['seconds']:.1f}s -> {args.output_dir}")
+    result = estimate(model_cfg, data_cfg, peft_cfg, est_cfg, args, overwrite=options.overwrite_output_dir,
+                      plan_cfg=plan_cfg)
+    stats, converged = result.meta["stats"], (result.meta.get("convergence") or {}).get("converged_at")
+    note = f" (masks settled at step {converged})" if converged else ""
+    print(f"estimate: {result.meta['steps']} of at most {result.meta['max_steps']} steps{note} in "
+          f"{stats['seconds']:.1f}s -> {args.output_dir}")
     return 0
 
 

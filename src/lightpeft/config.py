@@ -172,6 +172,16 @@ class EstimateConfig:
     importance_window: float = field(
         default=0.5, metadata={"help": "Average importance over this last fraction of estimation (the paper: 0.5)."}
     )
+    mask_convergence: float | None = field(
+        default=None,
+        metadata={"help": "Stop estimation early once at most this fraction of heads and of FFN neurons changes "
+                  "keep/prune status (at the plan's ratios) between checks, --convergence_patience checks in a "
+                  "row (EarlyBERT's mask distance; e.g. 0.02). The step count or fraction then caps the length."},
+    )
+    convergence_every: int | None = field(
+        default=None, metadata={"help": "Steps between mask checks (default: 5% of the estimation cap, >= 2)."}
+    )
+    convergence_patience: int = field(default=2, metadata={"help": "Calm checks in a row needed to stop."})
 
     def __post_init__(self):
         if self.l1_coef < 0:
@@ -180,6 +190,10 @@ class EstimateConfig:
         _check_positive("estimate_steps", self.estimate_steps)
         if not 0.0 < self.estimate_fraction <= 1.0:
             raise LightPeftError(f"--estimate_fraction must be in (0, 1], got {self.estimate_fraction}")
+        if self.mask_convergence is not None and not 0.0 <= self.mask_convergence < 1.0:
+            raise LightPeftError(f"--mask_convergence must be in [0, 1), got {self.mask_convergence}")
+        _check_positive("convergence_every", self.convergence_every)
+        _check_positive("convergence_patience", self.convergence_patience)
         if not 0.0 < self.importance_window <= 1.0:
             raise LightPeftError(f"--importance_window must be in (0, 1], got {self.importance_window}")
 
@@ -216,6 +230,11 @@ class PlanConfig:
     budget_seq_length: int = field(
         default=128, metadata={"help": "Tokens per example assumed by --target_train_speedup's FLOP count."}
     )
+    round_to: int = field(
+        default=1,
+        metadata={"help": "Round each layer's kept FFN width to a multiple of this (highest gates kept). 1 = the "
+                  "paper; 32 or 64 give matmul-friendly widths (measured faster on CPU at the same FLOPs)."},
+    )
     gqa_policy: str = field(
         default="kv_group",
         metadata={"help": "Grouped-query attention (Llama, Mistral, Qwen): `kv_group` prunes whole key/value groups "
@@ -226,6 +245,7 @@ class PlanConfig:
     def __post_init__(self):
         for name in ("head_ratio", "ffn_ratio", "module_ratio", "rank_ratio"):
             _check_ratio(name, getattr(self, name))
+        _check_positive("round_to", self.round_to)
         if self.min_peft_layer < 0:
             raise LightPeftError(f"--min_peft_layer must be >= 0, got {self.min_peft_layer}")
         if self.target_train_speedup is not None and self.target_train_speedup <= 1.0:

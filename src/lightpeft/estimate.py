@@ -23,8 +23,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from . import arch, masks
-from .config import EstimateConfig, PeftSettings
+from .config import EstimateConfig, PeftSettings, PlanConfig
 from .errors import LightPeftError
+from .convergence import MaskConvergence
 from .importance import ImportanceTracker
 from .io import atomic_path
 from .peft_modules import export_state, inject
@@ -108,7 +109,8 @@ def estimation_steps(cfg: EstimateConfig, training_steps: int) -> int:
 
 
 def run_estimation(base, tokenizer, train_ds, parts: TrainerParts, args, peft_cfg: PeftSettings,
-                   est_cfg: EstimateConfig, steps: int, task_kind: str = "classification") -> Estimate:
+                   est_cfg: EstimateConfig, steps: int, plan_cfg: PlanConfig | None = None,
+                   task_kind: str = "classification") -> Estimate:
     """Train gates + PEFT jointly for `steps` optimizer steps on `base` (a `models.BaseModel`, built for
     `task_kind`) with the task's own loss (classification, QA span or causal-LM loss) and collect stats.
 
@@ -120,12 +122,18 @@ def run_estimation(base, tokenizer, train_ds, parts: TrainerParts, args, peft_cf
     peft_model = inject(model, peft_cfg.peft, peft_cfg.method_config(), targets)
     hf_model = model  # peft wraps `model` itself; adapters live inside it
     handle = masks.attach_gates(hf_model)
-    tracker = ImportanceTracker(peft_model, total_steps=steps, window=est_cfg.importance_window)
+    converging = est_cfg.mask_convergence is not None
+    tracker = ImportanceTracker(peft_model, total_steps=steps, window=est_cfg.importance_window, marks=converging)
+    callbacks = []
+    if converging:
+        every = est_cfg.convergence_every or max(2, steps // 20)
+        callbacks.append(MaskConvergence(handle.gates, tracker, plan_cfg or PlanConfig(), every,
+                                         est_cfg.mask_convergence, est_cfg.convergence_patience))
     with tempfile.TemporaryDirectory(prefix="lightpeft-estimate-") as scratch:
         trainer = make_trainer(
             peft_model, estimation_args(args, steps, scratch), train_ds, None, tokenizer, parts,
             cls=EstimationTrainer, gates=handle.gates, tracker=tracker, l1_coef=est_cfg.l1_coef,
-            mask_lr_coef=est_cfg.mask_lr_coef,
+            mask_lr_coef=est_cfg.mask_lr_coef, callbacks=callbacks,
         )
         with measured() as stats:
             trainer.train()
@@ -155,7 +163,11 @@ def run_estimation(base, tokenizer, train_ds, parts: TrainerParts, args, peft_cf
         "module_names": names,
         "module_roles": {n: list(r) for n, r in arch.linear_roles(hf_model, peft_cfg.estimate_roles()).items()},
         "config": config.to_dict(),
-        "steps": steps,
+        "steps": trainer.state.global_step,
+        "max_steps": steps,
+        "convergence": {"converged_at": callbacks[0].converged_at, "every": callbacks[0].every,
+                        "threshold": callbacks[0].threshold, "history": callbacks[0].history}
+        if converging else None,
         "importance_window": est_cfg.importance_window,
         "l1_coef": est_cfg.l1_coef,
         "stats": stats.to_json(),

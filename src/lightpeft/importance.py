@@ -49,19 +49,25 @@ class ImportanceTracker:
     after backward and before clipping (grads complete, unclipped).
     """
 
-    def __init__(self, model: nn.Module, total_steps: int, window: float = 0.5):
+    def __init__(self, model: nn.Module, total_steps: int, window: float = 0.5, marks: bool = False):
         self.units = peft_units(model)
         if not self.units:
             raise LightPeftError("the model has no PEFT modules to score; estimation needs PEFT modules")
         self.names = list(self.units)
         self.step = 0
-        self.start_step = int(math.floor(total_steps * (1.0 - window)))
+        self.window = window
+        # with marks (estimation may stop early), accumulate from the start; the window is cut at the end from
+        # cumulative snapshots taken at each `mark()`
+        self.start_step = 0 if marks else int(math.floor(total_steps * (1.0 - window)))
+        self._marks: list[tuple[int, tuple]] | None = [] if marks else None
         device = next(iter(self.units.values())).down.device
         n, r = len(self.names), max(unit.down.shape[0] for unit in self.units.values())
         self.module_sum = torch.zeros(n, device=device, dtype=torch.float64)
         self.module_count = torch.zeros(n, device=device, dtype=torch.float64)
         self.rank_sum = torch.zeros(n, r, device=device, dtype=torch.float64)
         self.rank_count = torch.zeros((), device=device, dtype=torch.float64)
+        if marks:
+            self.mark()
         self._attention_mask = None
         self._base_norm: dict[int, torch.Tensor] = {}
         self._hooks = []
@@ -112,8 +118,26 @@ class ImportanceTracker:
             self.rank_count += 1
         self.step += 1
 
+    def _sums(self) -> tuple:
+        return self.module_sum, self.module_count, self.rank_sum, self.rank_count
+
+    def mark(self) -> None:
+        """Snapshot the running sums here: a possible start of the importance window (bounded: one per check)."""
+        self._marks.append((self.step, tuple(t.clone() for t in self._sums())))
+
+    def _collapse_window(self) -> None:
+        """With marks: keep only what was accumulated since the last mark at or before the window's start."""
+        if not self._marks:
+            return
+        start = int(math.floor(self.step * (1.0 - self.window)))
+        _, snapshot = max((m for m in self._marks if m[0] <= start), key=lambda m: m[0])
+        for running, earlier in zip(self._sums(), snapshot):
+            running -= earlier
+        self._marks = None
+
     def all_reduce(self) -> None:
         """Sum the statistics of every process, so every rank ends with the same importances."""
+        self._collapse_window()
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             for tensor in (self.module_sum, self.module_count):
                 dist.all_reduce(tensor)
@@ -123,6 +147,7 @@ class ImportanceTracker:
 
     def results(self) -> tuple[list[str], torch.Tensor, torch.Tensor]:
         """(names, module importance (n,), unit importance (n, r)) as float32 CPU tensors."""
+        self._collapse_window()
         if self.module_count.sum() == 0 or self.rank_count == 0:
             raise LightPeftError(
                 "no importance was recorded during estimation; raise --estimate_steps (the window needs >= 1 step)"

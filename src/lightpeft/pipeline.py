@@ -310,8 +310,9 @@ def load_task_base(model_cfg: ModelConfig, task: TaskData) -> BaseModel:
 
 def estimate(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, est_cfg: EstimateConfig,
              args: LightPeftTrainingArguments, prepared: Prepared | None = None, save: bool = True,
-             overwrite: bool = False) -> Estimate:
-    """Estimation stage; writes `args.output_dir` (an estimate directory) when `save`."""
+             overwrite: bool = False, plan_cfg: PlanConfig | None = None) -> Estimate:
+    """Estimation stage; writes `args.output_dir` (an estimate directory) when `save`. `plan_cfg`'s ratios define
+    the keep sets that `--mask_convergence` watches."""
     out = check_output_dir(args.output_dir, overwrite) if save else None
     prepared = prepared or prepare(model_cfg, data_cfg)
     base = load_task_base(model_cfg, prepared.task)
@@ -319,7 +320,7 @@ def estimate(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSetting
     log.info("estimation: %d steps of masks + %s on %d linears", steps, peft_cfg.peft,
              len(arch.linear_names(base.model, peft_cfg.estimate_roles())))
     result = run_estimation(base, prepared.tokenizer, prepared.train_ds, prepared.trainer_parts(), args, peft_cfg,
-                            est_cfg, steps, task_kind=prepared.task.kind)
+                            est_cfg, steps, plan_cfg, task_kind=prepared.task.kind)
     result.meta["configs"] = to_dict(model_cfg, data_cfg, peft_cfg, est_cfg)
     if save and is_main_process():
         result.save(out)
@@ -444,7 +445,7 @@ def run(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, es
     out = check_output_dir(args.output_dir, options.overwrite_output_dir)
     prepared = prepared or prepare(model_cfg, data_cfg)
     with staging(out) as stage_dir:
-        est = estimate(model_cfg, data_cfg, peft_cfg, est_cfg, args, prepared, save=False)
+        est = estimate(model_cfg, data_cfg, peft_cfg, est_cfg, args, prepared, save=False, plan_cfg=plan_cfg)
         if is_main_process():
             est.save(stage_dir / "estimate")
         plan = make_plan(est, plan_cfg)

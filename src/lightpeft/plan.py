@@ -181,6 +181,20 @@ def select_modules(names: list[str], module_scores: torch.Tensor, ratio: float) 
     return [name for i, name in enumerate(names) if i not in pruned]
 
 
+def round_widths(scores: torch.Tensor, kept: list[list[int]], multiple: int) -> list[list[int]]:
+    """Each row's kept count rounded to the nearest multiple of `multiple` (within [0, row width]), keeping the
+    highest-scoring units: GEMMs on widths like 1088 run markedly faster than on 1100 (measured on CPU)."""
+    out = []
+    for row, indices in zip(scores, kept):
+        width = min(row.numel(), multiple * round(len(indices) / multiple))
+        if width == len(indices):
+            out.append(indices)
+            continue
+        pruned = set(lowest(row, row.numel() - width))
+        out.append([c for c in range(row.numel()) if c not in pruned])
+    return out
+
+
 def select_top(names: list[str], scores: torch.Tensor, count: int) -> list[str]:
     """The `count` highest-scoring names (ties: lower index first), in their original order."""
     pruned = set(lowest(scores, max(0, len(names) - count)))
@@ -225,6 +239,8 @@ def choose(
     """
     heads = keep_heads(head_masks, cfg, group_size)
     ffn = keep_per_row(ffn_masks, cfg.ffn_ratio, cfg.ffn_scope)
+    if cfg.round_to > 1:
+        ffn = round_widths(ffn_masks, ffn, cfg.round_to)
     survivors = select_modules(module_names, module_scores, cfg.module_ratio)
     index = {n: i for i, n in enumerate(module_names)}
     if cfg.min_peft_layer:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
 
 from ..errors import LightPeftError
@@ -9,16 +11,34 @@ from ..errors import LightPeftError
 ARMS = ("vanilla", "light-peft")
 
 
-def tradeoff_arm(speedup: float) -> str:
-    return f"light-peft@{speedup:g}x"
+def variant_arm(variant: str) -> str:
+    return f"light-peft[{variant}]"
 
 
 def arm_label(arm: str) -> str:
-    return "vanilla" if arm == "vanilla" else arm.replace("light-peft", "Light-PEFT")
+    return "vanilla" if arm == "vanilla" else arm.replace("light-peft", "Light-PEFT ").strip()
+
+
+def parse_variant(variant: str) -> dict:
+    """`key=value,key=value` PlanConfig overrides of one extra Light-PEFT arm, validated by PlanConfig itself."""
+    from ..config import PlanConfig
+
+    overrides = {}
+    for item in filter(None, (part.strip() for part in variant.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or key not in {f.name for f in dataclasses.fields(PlanConfig)}:
+            raise LightPeftError(f"--variants item {item!r} must be PLAN_FLAG=VALUE (e.g. round_to=64 or "
+                                 "target_train_speedup=2.0); see `lightpeft plan --help` for the flags")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    PlanConfig(**overrides)
+    return overrides
 
 
 def all_arms(cfg: "BenchConfig") -> list[str]:
-    return list(cfg.arms) + [tradeoff_arm(s) for s in cfg.tradeoff_speedups]
+    return list(cfg.arms) + [variant_arm(v) for v in cfg.variants]
 SHAPE_PRESETS = ("minilm", "roberta-base", "roberta-large", "opt-1.3b")
 
 
@@ -48,10 +68,11 @@ class BenchConfig:
     shape_steps: int = field(default=10, metadata={"help": "Shape-only: timed training steps per arm (after warm-up)."})
     shape_batch_size: int = field(default=8, metadata={"help": "Shape-only: batch size of training and inference."})
     shape_seq_length: int = field(default=128, metadata={"help": "Shape-only: tokens per example."})
-    tradeoff_speedups: list[float] = field(
+    variants: list[str] = field(
         default_factory=list,
-        metadata={"help": "Extra Light-PEFT arms planned by budget (--target_train_speedup each value), for the "
-                  "accuracy vs speed-up curve (tradeoff.png), e.g. 1.5 2.0 2.5."},
+        metadata={"help": "Extra Light-PEFT arms, each a comma-separated list of plan flags, e.g. `round_to=64` "
+                  "`target_train_speedup=2.0`. With two or more arms besides vanilla, tradeoff.png plots dev metric "
+                  "against measured training speed-up."},
     )
     threads: int | None = field(
         default=None,
@@ -71,7 +92,7 @@ class BenchConfig:
                 raise LightPeftError(f"--{name} must be > 0, got {getattr(self, name)}")
         if self.threads is not None and self.threads <= 0:
             raise LightPeftError(f"--threads must be > 0, got {self.threads}")
-        if any(s <= 1.0 for s in self.tradeoff_speedups):
-            raise LightPeftError(f"--tradeoff_speedups must all be > 1, got {self.tradeoff_speedups}")
+        for variant in self.variants:
+            parse_variant(variant)
         if any(b <= 0 for b in self.infer_batch_sizes):
             raise LightPeftError(f"--infer_batch_sizes must be positive, got {self.infer_batch_sizes}")

@@ -65,7 +65,7 @@ def markdown(bench: dict) -> str:
                                                                   for prof in profiled.values()]]])]
     if bench.get("tradeoff"):
         parts += ["", "## Accuracy vs speed-up", "",
-                  markdown_table(["arm", "measured train speed-up", "counted (FLOP) speed-up", "dev metric",
+                  markdown_table(["arm", "measured train speed-up", "counted (FLOP) speed-up, 128 tokens", "dev metric",
                                   _delta_header(bench), "foundation params"],
                                  [[p["arm"], _fmt(p["train_speedup"]), _fmt(p["counted_speedup"]),
                                    _fmt(p["best_metric"], 4), _fmt(p["metric_delta"], 2), p["foundation_params"]]

@@ -23,7 +23,7 @@ from ..errors import LightPeftError
 from ..io import atomic_path, write_json, write_text
 from ..pipeline import check_output_dir, environment
 from .aggregate import check_targets, compute_ratios, summarise_arm, tradeoff_points
-from .config import all_arms, arm_label
+from .config import all_arms, arm_label, parse_variant
 from .arm import training_args_to_json
 from .report import markdown, plot, plot_tradeoff
 
@@ -49,9 +49,7 @@ def _child(mode: str, spec: dict, work: Path, tag: str) -> dict:
 
 
 def _plan_overrides(arm: str) -> dict:
-    if "@" not in arm:
-        return {}
-    return {"target_train_speedup": float(arm.split("@")[1].rstrip("x"))}
+    return parse_variant(arm[arm.index("[") + 1 : -1]) if "[" in arm else {}
 
 
 def _order(arms: list[str], repeat: int) -> list[str]:
