@@ -18,9 +18,7 @@ from torch import nn
 from transformers.activations import ACT2FN
 
 from . import arch
-
-# peft's SEQ_CLS `modules_to_save`: the task head trains alongside the PEFT modules
-HEAD_NAMES = ("classifier", "score")
+from .heads import head_modules
 
 
 class BottleneckAdapter(nn.Module):
@@ -97,17 +95,9 @@ def add_adapters(model: nn.Module, targets: list[str], size: int, activation: st
     return model
 
 
-def head_modules(model: nn.Module) -> dict[str, nn.Module]:
-    """The task head(s) trained with the adapters: outermost modules named like peft's SEQ_CLS modules_to_save."""
-    heads = {}
-    for name, module in model.named_modules():
-        if name.rpartition(".")[2] in HEAD_NAMES and not any(name.startswith(h + ".") for h in heads):
-            heads[name] = module
-    return heads
-
-
 def mark_trainable(model: nn.Module) -> None:
-    """Backbone frozen; adapters and task head trainable (what peft's get_peft_model does for LoRA + SEQ_CLS)."""
+    """Backbone frozen; adapters and task head trainable (what peft's get_peft_model does for LoRA and a task head;
+    a causal LM's lm_head stays frozen, see `heads`)."""
     model.requires_grad_(False)
     for layer in adapter_layers(model).values():
         layer.adapter.requires_grad_(True)

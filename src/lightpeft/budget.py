@@ -15,12 +15,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-import torch
 from torch import nn
-from transformers import AutoModelForSequenceClassification
 from transformers.pytorch_utils import Conv1D
 
-from . import arch
+from . import arch, heads
 from .config import PlanConfig
 from .errors import LightPeftError
 from .plan import Plan
@@ -30,11 +28,10 @@ RATIO_STEP = 0.05
 MAX_RATIO = 0.9
 
 
-def block_costs(plan: Plan, config, seq_length: int) -> list[float]:
-    """Forward FLOPs per token of each block of the pruned model (projections + attention matmuls)."""
-    with torch.device("meta"):
-        model = AutoModelForSequenceClassification.from_config(config)
-    prune_backbone(model, plan)
+def block_costs(plan: Plan, config, seq_length: int, kind: str = "classification") -> list[float]:
+    """Forward FLOPs per token of each block of the pruned model (projections + attention matmuls); `kind`: the
+    task kind whose model class the plan was made on (see `heads`)."""
+    model = prune_backbone(heads.meta_task_model(config, kind), plan)
     costs = []
     for layer, block in enumerate(arch.layer_modules(model)):
         weights = sum(m.weight.numel() for m in block.modules() if isinstance(m, (nn.Linear, Conv1D)))
@@ -50,10 +47,8 @@ def lowest_peft_block(plan: Plan) -> int:
     return min((entry["layer"] for entry in plan.peft_modules.values()), default=plan.num_layers)
 
 
-def foundation_params(plan: Plan, config) -> int:
-    with torch.device("meta"):
-        model = AutoModelForSequenceClassification.from_config(config)
-    prune_backbone(model, plan)
+def foundation_params(plan: Plan, config, kind: str = "classification") -> int:
+    model = prune_backbone(heads.meta_task_model(config, kind), plan)
     return sum(p.numel() for p in model.base_model.parameters())
 
 
@@ -63,25 +58,26 @@ def _ratios(cfg: PlanConfig) -> list[float]:
     return [start + i * RATIO_STEP for i in range(max(1, steps))]
 
 
-def solve_budget(make: Callable[[PlanConfig], Plan], config, cfg: PlanConfig) -> tuple[PlanConfig, dict]:
+def solve_budget(make: Callable[[PlanConfig], Plan], config, cfg: PlanConfig,
+                 kind: str = "classification") -> tuple[PlanConfig, dict]:
     """The PlanConfig (ratios, lowest PEFT block) meeting `cfg`'s budget, and a record of what it achieves."""
     full = make(dataclasses.replace(cfg, head_ratio=0.0, ffn_ratio=0.0, min_peft_layer=0,
                                     target_train_speedup=None, target_params_fraction=None))
     base = dataclasses.replace(cfg, target_train_speedup=None, target_params_fraction=None)
     if cfg.target_params_fraction is not None:
-        total = foundation_params(full, config)
+        total = foundation_params(full, config, kind)
         for ratio in _ratios(cfg):
             trial = dataclasses.replace(base, head_ratio=ratio, ffn_ratio=ratio)
-            kept = foundation_params(make(trial), config) / total
+            kept = foundation_params(make(trial), config, kind) / total
             if kept <= cfg.target_params_fraction:
                 return trial, {"target_params_fraction": cfg.target_params_fraction, "params_fraction": kept,
                                "ratio": ratio}
         raise LightPeftError(f"--target_params_fraction {cfg.target_params_fraction} needs more than "
                              f"{MAX_RATIO:.0%} of heads and neurons pruned; ask for a larger fraction")
-    vanilla_cost = train_step_cost(block_costs(full, config, cfg.budget_seq_length), 0)
+    vanilla_cost = train_step_cost(block_costs(full, config, cfg.budget_seq_length, kind), 0)
     for ratio in _ratios(cfg):
         structural = dataclasses.replace(base, head_ratio=ratio, ffn_ratio=ratio)
-        costs = block_costs(make(structural), config, cfg.budget_seq_length)
+        costs = block_costs(make(structural), config, cfg.budget_seq_length, kind)
         for block in range(len(costs)):
             trial = dataclasses.replace(structural, min_peft_layer=block)
             speedup = vanilla_cost / train_step_cost(costs, lowest_peft_block(make(trial)))

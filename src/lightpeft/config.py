@@ -282,15 +282,28 @@ class PredictConfig:
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "Base checkpoint of a run directory (default: the one used in training)."}
     )
-    text: list[str] | None = field(default=None, metadata={"help": "One or more texts to classify."})
+    text: list[str] | None = field(
+        default=None,
+        metadata={"help": "One or more texts to classify; QA runs: the questions; causal-LM runs: the prompts."},
+    )
     text_pair: list[str] | None = field(
-        default=None, metadata={"help": "Second texts for pair tasks, one per --text."}
+        default=None, metadata={"help": "Second texts for pair tasks, one per --text; QA runs: the contexts."}
     )
     input_file: str | None = field(
-        default=None, metadata={"help": "Texts to classify: .txt (one per line) or CSV/TSV/JSON/JSONL with a text column."}
+        default=None,
+        metadata={"help": "Inputs: .txt (one text per line) or CSV/TSV/JSON/JSONL with a text column (QA: question "
+                  "and context columns; causal LM: a prompt column)."},
     )
-    text_column: str | None = field(default=None, metadata={"help": "Text column of --input_file (auto-detected)."})
-    text_pair_column: str | None = field(default=None, metadata={"help": "Second text column of --input_file."})
+    text_column: str | None = field(
+        default=None,
+        metadata={"help": "Text column of --input_file (default: auto-detected; QA `question`; causal LM `prompt`)."},
+    )
+    text_pair_column: str | None = field(
+        default=None, metadata={"help": "Second text column of --input_file (QA default: `context`)."}
+    )
+    max_new_tokens: int = field(
+        default=64, metadata={"help": "Causal-LM runs: most tokens generated per prompt (greedy)."}
+    )
     output_file: str | None = field(
         default=None, metadata={"help": "Write predictions as JSONL here (atomically) instead of printing a table."}
     )
@@ -304,6 +317,7 @@ class PredictConfig:
     def __post_init__(self):
         _check_positive("batch_size", self.batch_size)
         _check_positive("max_seq_length", self.max_seq_length)
+        _check_positive("max_new_tokens", self.max_new_tokens)
         if not self.run_dir:
             raise LightPeftError("`lightpeft predict` needs --run_dir DIR (a run or export directory)")
         if bool(self.text) == bool(self.input_file):

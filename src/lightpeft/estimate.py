@@ -1,8 +1,8 @@
 """The estimation stage: a short joint run of gates (L1) and PEFT modules on many linears, and its artifact.
 
 Estimate directory (safetensors + JSON, no pickles):
-  estimate.json            schema version, base fingerprint, model dims, PEFT type and settings, module names,
-                           steps, stats
+  estimate.json            schema version, base fingerprint, task kind, model dims, PEFT type and settings, module
+                           names, steps, stats
   masks.safetensors        `head` (layers, heads), `ffn` (layers, ffn neurons): final gate values
   importance.safetensors   `module` (modules,), `rank` (modules, r): window means (rank = unit importance)
   peft_weights.safetensors estimated PEFT + task-head weights (canonical names, see peft_modules)
@@ -29,7 +29,7 @@ from .convergence import MaskConvergence
 from .importance import ImportanceTracker
 from .io import atomic_path
 from .peft_modules import export_state, inject
-from .training import EstimationTrainer, estimation_args, make_trainer, measured
+from .training import EstimationTrainer, TrainerParts, estimation_args, make_trainer, measured
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +108,11 @@ def estimation_steps(cfg: EstimateConfig, training_steps: int) -> int:
     return max(2, round(cfg.estimate_fraction * training_steps))
 
 
-def run_estimation(base, tokenizer, train_ds, metric_kind: str, args, peft_cfg: PeftSettings,
-                   est_cfg: EstimateConfig, steps: int, plan_cfg: PlanConfig | None = None) -> Estimate:
-    """Train gates + PEFT jointly for `steps` optimizer steps on `base` (a `models.BaseModel`) and collect stats.
+def run_estimation(base, tokenizer, train_ds, parts: TrainerParts, args, peft_cfg: PeftSettings,
+                   est_cfg: EstimateConfig, steps: int, plan_cfg: PlanConfig | None = None,
+                   task_kind: str = "classification") -> Estimate:
+    """Train gates + PEFT jointly for `steps` optimizer steps on `base` (a `models.BaseModel`, built for
+    `task_kind`) with the task's own loss (classification, QA span or causal-LM loss) and collect stats.
 
     Under torchrun/accelerate every process runs this; statistics are all-reduced, so every rank returns the
     same `Estimate` (gates are DDP parameters, Taylor scores come from all-reduced grads).
@@ -129,7 +131,7 @@ def run_estimation(base, tokenizer, train_ds, metric_kind: str, args, peft_cfg: 
                                          est_cfg.mask_convergence, est_cfg.convergence_patience))
     with tempfile.TemporaryDirectory(prefix="lightpeft-estimate-") as scratch:
         trainer = make_trainer(
-            peft_model, estimation_args(args, steps, scratch), train_ds, None, tokenizer, metric_kind,
+            peft_model, estimation_args(args, steps, scratch), train_ds, None, tokenizer, parts,
             cls=EstimationTrainer, gates=handle.gates, tracker=tracker, l1_coef=est_cfg.l1_coef,
             mask_lr_coef=est_cfg.mask_lr_coef, callbacks=callbacks,
         )
@@ -153,6 +155,7 @@ def run_estimation(base, tokenizer, train_ds, metric_kind: str, args, peft_cfg: 
         "num_kv_heads": arch.num_kv_heads(config),
         "head_size": arch.head_size(config),
         "ffn_size": arch.ffn_size(config),
+        "task_kind": task_kind,  # which task class the base was built as (counts and prefixes depend on it)
         "num_labels": config.num_labels,
         "problem_type": config.problem_type,
         "peft": peft_cfg.peft,

@@ -4,8 +4,10 @@ Export directory:
   config.json              the base's HF config with the task's labels (the pruned shapes are in plan.json:
                            an HF config cannot describe per-layer head and neuron counts)
   model.safetensors        every tensor of the pruned model: LoRA merged into the pruned weights, adapters kept
+                           (tied tensors once: a causal LM's lm_head is re-tied to its input embeddings on load)
   plan.json                the run's plan (pruned structure, PEFT modules)
-  export.json              schema version, base fingerprint, weights fingerprint, task (labels), files
+  export.json              schema version, base fingerprint, weights fingerprint, task (kind: which model class
+                           to rebuild; labels), files
   tokenizer files          from the base (or the run's tokenizer)
   peft/                    LoRA runs only: adapter_config.json + adapter_model.safetensors written by peft itself
                            (explicit target_modules, rank_pattern, alpha_pattern keeping the method's scaling,
@@ -24,9 +26,9 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import AutoConfig, AutoModelForSequenceClassification
+from transformers import AutoConfig
 
-from . import __version__
+from . import __version__, heads
 from .errors import LightPeftError
 from .fingerprint import fingerprint
 from .io import atomic_path, write_json
@@ -64,8 +66,7 @@ def export_run(run_dir: str | Path, output_dir: str | Path, base: str | None = N
             _save_vanilla_peft(model, tmp / PEFT_DIR)
             model = model.merge_and_unload(safe_merge=True)  # new tensors: the base's stay untouched
         _label_config(model.config, summary["task"]).save_pretrained(tmp)
-        save_file({name: _tensor(owner, attr).detach().contiguous().clone()
-                   for name, (owner, attr) in model_tensors(model).items()}, tmp / WEIGHTS_FILE)
+        save_file(_untied_tensors(model), tmp / WEIGHTS_FILE)
         plan.save(tmp / PLAN_FILE)
         tokenizer.save_pretrained(tmp)
         write_json(tmp / EXPORT_FILE, {
@@ -77,9 +78,20 @@ def export_run(run_dir: str | Path, output_dir: str | Path, base: str | None = N
             "base_fingerprint": plan.base_fingerprint,
             "base_path": base_path,
             "weights_fingerprint": fingerprint(model),
-            "task": summary["task"],
+            "task": {**summary["task"], "kind": heads.kind_of(summary["task"])},
             "peft_dir": PEFT_DIR if plan.peft == "lora" else None,
         })
+    return out
+
+
+def _untied_tensors(model) -> dict[str, torch.Tensor]:
+    """Every parameter and buffer by name, a tensor shared by several names (tied embeddings) only under its first."""
+    seen, out = set(), {}
+    for name, (owner, attr) in model_tensors(model).items():
+        tensor = _tensor(owner, attr)
+        if id(tensor) not in seen:
+            seen.add(id(tensor))
+            out[name] = tensor.detach().contiguous().clone()
     return out
 
 
@@ -94,7 +106,7 @@ def _save_vanilla_peft(model, directory: Path) -> None:
 def _label_config(config, task: dict):
     """The task model's config with readable labels (id2label) for pipelines and users."""
     names = task.get("label_names")
-    if names and not task["regression"]:
+    if names and heads.kind_of(task) == "classification":
         config.id2label = dict(enumerate(names))
         config.label2id = {name: i for i, name in enumerate(names)}
     return config
@@ -135,9 +147,11 @@ def load_exported(export_dir: str | Path) -> torch.nn.Module:
     meta = read_export(export_dir)
     plan = Plan.load(export_dir / PLAN_FILE)
     plan.check_base(meta["base_fingerprint"])
-    model = _skeleton(export_dir, plan, merged=meta["merged"])
+    model = _skeleton(export_dir, plan, merged=meta["merged"], kind=heads.kind_of(meta["task"]))
     tensors = _load_tensors(export_dir / WEIGHTS_FILE)
-    missing = assign_tensors(model, tensors, str(export_dir / WEIGHTS_FILE))
+    assign_tensors(model, tensors, str(export_dir / WEIGHTS_FILE))
+    model.tie_weights()  # tied tensors were stored once (e.g. a causal LM's lm_head = its input embeddings)
+    missing = [name for name, (owner, attr) in model_tensors(model).items() if _tensor(owner, attr).is_meta]
     if missing:
         raise LightPeftError(f"{export_dir / WEIGHTS_FILE} lacks {len(missing)} tensors of the plan's model "
                              f"(first: {missing[0]}); re-run `lightpeft export`")
@@ -165,15 +179,15 @@ def load_pruned_base(export_dir: str | Path) -> torch.nn.Module:
     return model.eval()
 
 
-def _skeleton(export_dir: Path, plan: Plan, merged: bool) -> torch.nn.Module:
-    """The plan's pruned architecture (and adapters, if not merged) without weights, on the meta device."""
+def _skeleton(export_dir: Path, plan: Plan, merged: bool, kind: str) -> torch.nn.Module:
+    """The plan's pruned task model of `kind` (and adapters, if not merged) without weights, on the meta device."""
     try:
         config = AutoConfig.from_pretrained(export_dir)
     except (OSError, ValueError) as err:
         raise LightPeftError(f"{export_dir}/config.json is missing or corrupt ({str(err).splitlines()[0]}); "
                              "re-run `lightpeft export`") from None
+    model = heads.meta_task_model(config, kind)
     with torch.device("meta"):
-        model = AutoModelForSequenceClassification.from_config(config)
         prune_backbone(model, plan)
         if not merged:
             inject_for_plan(model, plan)

@@ -6,10 +6,10 @@ import logging
 from dataclasses import dataclass
 
 import torch
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-from . import arch
+from . import arch, heads
 from .assets import resolve_model_path
 from .errors import LightPeftError
 from .fingerprint import fingerprint
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class BaseModel:
-    """A freshly loaded base checkpoint with a classification head, and what we know about it."""
+    """A freshly loaded base checkpoint as a task model (see `heads`), and what we know about it."""
 
     model: torch.nn.Module
     path: str
@@ -53,20 +53,30 @@ def _set_pad_from_eos(config) -> None:
         config.pad_token_id = eos[0] if isinstance(eos, (list, tuple)) else eos
 
 
-def load_base(name_or_path: str, num_labels: int, regression: bool = False, replace_head: bool = False) -> BaseModel:
-    """Load `name_or_path` as a sequence classifier with `num_labels` outputs (1 for regression).
+def load_base(name_or_path: str, num_labels: int | None = None, regression: bool = False, replace_head: bool = False,
+              kind: str | None = None) -> BaseModel:
+    """Load `name_or_path` as the task model of `kind` (see `heads`): a sequence classifier with `num_labels`
+    outputs (1 for regression), an extractive-QA span model, or a causal LM.
 
-    `replace_head`: a task head of another size in the checkpoint is fine (it is about to be replaced by a run's
-    trained head); otherwise transformers refuses the size mismatch.
+    `kind` defaults to `regression` / `classification` by `regression`. An architecture that cannot do `kind` (an
+    encoder asked for a causal LM) is a LightPeftError before any weights load. `replace_head`: a task head of another
+    size in the checkpoint is fine (it is about to be replaced by a run's trained head); otherwise transformers
+    refuses the size mismatch.
     """
+    kind = kind or ("regression" if regression else "classification")
     path, config = load_config(name_or_path)
-    config.num_labels = num_labels
-    config.problem_type = "regression" if regression else "single_label_classification"
+    model_cls = heads.model_class(config, kind)
+    if kind in ("classification", "regression"):
+        config.num_labels = num_labels
+        config.problem_type = "regression" if kind == "regression" else "single_label_classification"
+    elif kind == "qa":
+        config.num_labels = 2  # BERT-like span heads are num_labels wide: start and end (a classifier base may say 3)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the "newly initialised head" report is expected; we record it ourselves
     try:
-        model, info = AutoModelForSequenceClassification.from_pretrained(
-            path, config=config, output_loading_info=True, dtype=torch.float32, ignore_mismatched_sizes=replace_head
+        model, info = model_cls.from_pretrained(
+            path, config=config, output_loading_info=True, dtype=torch.float32, ignore_mismatched_sizes=replace_head,
+            key_mapping=heads.checkpoint_key_mapping(config, kind),
         )
     finally:
         hf_logging.set_verbosity(verbosity)

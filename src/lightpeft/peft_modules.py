@@ -15,13 +15,13 @@ import re
 from dataclasses import dataclass
 
 import torch
-from peft import LoraConfig, TaskType, get_peft_model
+from peft import LoraConfig, get_peft_model
 from peft.tuners.lora import LoraLayer
 from peft.utils import ModulesToSaveWrapper
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-from . import adapters, arch
+from . import adapters, arch, heads
 from .errors import LightPeftError
 from .plan import Plan
 
@@ -81,10 +81,12 @@ def wrap_with_lora(model: nn.Module, targets: list[str], r: int, alpha: float, d
     """Inject LoRA on exactly the linears `targets` (full names); `ranks` gives per-module ranks.
 
     With per-module ranks, alpha is rescaled per module (alpha_pattern) so the scaling stays alpha / r of the
-    original rank: the method keeps the estimated LoRA's scale when it prunes ranks.
+    original rank: the method keeps the estimated LoRA's scale when it prunes ranks. The peft task type and the
+    trained head follow the model's class (`heads.peft_task_type`).
     """
     config = LoraConfig(
-        task_type=TaskType.SEQ_CLS,
+        task_type=heads.peft_task_type(model),
+        modules_to_save=heads.modules_to_save(model),
         target_modules=list(targets),
         r=r,
         lora_alpha=alpha,
@@ -102,7 +104,7 @@ def inject(model: nn.Module, peft: str, config: dict, targets: list[str],
     """PEFT of type `peft` with settings `config` (`PeftSettings.method_config()`) on the linears `targets`.
 
     `units` gives per-module unit counts (pruned ranks / bottlenecks). Everything else is frozen, except the task
-    head. Returns a peft model (LoRA) or `model` itself with adapters inside (adapter).
+    head (`heads.HEAD_NAMES`; a causal LM has none). Returns a peft model (LoRA) or `model` itself with adapters inside (adapter).
     """
     if not targets:
         raise LightPeftError("the plan keeps no PEFT module; lower --module_ratio or --rank_ratio")
@@ -126,7 +128,7 @@ def head_modules(model: nn.Module) -> dict[str, nn.Module]:
     if hasattr(model, "get_base_model"):
         return {n: m.modules_to_save[ADAPTER] for n, m in model.get_base_model().named_modules()
                 if isinstance(m, ModulesToSaveWrapper)}
-    return adapters.head_modules(model)
+    return heads.head_modules(model)
 
 
 def export_state(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
-from transformers import AutoConfig, AutoModelForSequenceClassification
+from transformers import AutoConfig
 from transformers.pytorch_utils import Conv1D
 
 from . import arch
@@ -29,6 +29,7 @@ from .budget import block_costs, lowest_peft_block, solve_budget, train_step_cos
 from .data import TaskData, check_labels_fit, load_task, tokenize_task
 from .errors import LightPeftError
 from .estimate import Estimate, estimation_steps, run_estimation
+from .heads import check_kind, kind_of_model, meta_task_model
 from .io import atomic_path, write_json
 from .models import BaseModel, load_base, load_config, load_tokenizer
 from .peft_modules import (SLICED_WITH_STRUCTURE, export_state, head_modules, hf_model, import_state,
@@ -36,7 +37,8 @@ from .peft_modules import (SLICED_WITH_STRUCTURE, export_state, head_modules, hf
 from .plan import Plan, choose, kv_heads_of
 from .report import markdown_table
 from .surgery import prune_backbone, slice_peft_state
-from .training import make_trainer, measured, planned_steps
+from .metrics import GREATER_IS_BETTER, MAIN_METRIC
+from .training import make_trainer, measured, planned_steps, trainer_parts
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +59,15 @@ def make_plan(estimate: Estimate | str | Path, cfg: PlanConfig | None = None) ->
     if not isinstance(estimate, Estimate):
         estimate = Estimate.load(estimate)
     config = _config_from_meta(estimate.meta)
+    kind = estimate.meta.get("task_kind", "classification")
     budget = None
     if cfg.target_train_speedup is not None or cfg.target_params_fraction is not None:
-        cfg, budget = solve_budget(lambda c: structure_plan(estimate, c), config, cfg)
+        cfg, budget = solve_budget(lambda c: structure_plan(estimate, c), config, cfg, kind)
     plan = structure_plan(estimate, cfg)
     if budget:
         plan.ratios["budget"] = budget
     roles = {name: tuple(role) for name, role in estimate.meta["module_roles"].items()}
-    plan.counts = count_plan(plan, config, estimate_modules=roles)
+    plan.counts = count_plan(plan, config, estimate_modules=roles, kind=kind)
     return plan
 
 
@@ -102,7 +105,7 @@ def vanilla_plan(base: BaseModel, peft_cfg: PeftSettings) -> Plan:
         ffn=[list(range(ffn))] * layers, peft=peft_cfg.peft, peft_config=method, peft_modules=modules,
         kind="vanilla", num_kv_heads=kv_heads, kv_heads=[list(range(kv_heads))] * layers,
     )
-    plan.counts = count_plan(plan, config)
+    plan.counts = count_plan(plan, config, kind=kind_of_model(model))
     return plan
 
 
@@ -111,10 +114,10 @@ def _config_from_meta(meta: dict):
     return AutoConfig.for_model(config.pop("model_type"), **config)
 
 
-def count_plan(plan: Plan, config, estimate_modules: dict | None = None) -> dict:
-    """Parameter and linear-FLOP counts before/after pruning, from a weightless (meta-device) model."""
-    with torch.device("meta"):
-        model = AutoModelForSequenceClassification.from_config(config)
+def count_plan(plan: Plan, config, estimate_modules: dict | None = None, kind: str = "classification") -> dict:
+    """Parameter and linear-FLOP counts before/after pruning, from a weightless (meta-device) task model of `kind`
+    (the class fixes the PEFT module names and what the backbone holds, e.g. BERT's QA model has no pooler)."""
+    model = meta_task_model(config, kind)
     before = _structure_counts(model, plan.peft, {n: plan.units_per_module for n in (estimate_modules or {})})
     prune_backbone(model, plan)
     after = _structure_counts(model, plan.peft, {n: len(e["units"]) for n, e in plan.peft_modules.items()})
@@ -127,19 +130,19 @@ def count_plan(plan: Plan, config, estimate_modules: dict | None = None) -> dict
         "peft_params_estimate": before["peft"],
         "peft_params_after": after["peft"],
         "peft_modules_after": len(plan.peft_modules),
-        "counted_train_speedup_seq128": _counted_train_speedup(plan, config),
+        "counted_train_speedup_seq128": _counted_train_speedup(plan, config, kind),
         "heads_kept": sum(map(len, plan.heads)),
         "ffn_neurons_kept": sum(map(len, plan.ffn)),
     }
 
 
-def _counted_train_speedup(plan: Plan, config) -> float:
+def _counted_train_speedup(plan: Plan, config, kind: str) -> float:
     """Training-step FLOPs of PEFT on the unpruned model (backward to block 0) over this plan's (see budget.py)."""
     full = dataclasses.replace(plan, heads=[list(range(plan.num_heads))] * plan.num_layers,
                                ffn=[list(range(plan.ffn_size))] * plan.num_layers,
                                kv_heads=[list(range(plan.num_kv_heads or plan.num_heads))] * plan.num_layers)
-    before = train_step_cost(block_costs(full, config, 128), 0)
-    return before / train_step_cost(block_costs(plan, config, 128), lowest_peft_block(plan))
+    before = train_step_cost(block_costs(full, config, 128, kind), 0)
+    return before / train_step_cost(block_costs(plan, config, 128, kind), lowest_peft_block(plan))
 
 
 def _structure_counts(model, peft: str, units: dict[str, int]) -> dict:
@@ -260,23 +263,49 @@ class Prepared:
     task: TaskData
     tokenizer: object
     train_ds: object
-    eval_ds: object
+    eval_ds: object  # QA: one row per context window, with `example_id` / `offset_mapping` for postprocessing
     max_seq_length: int | None = None
+    data_cfg: DataConfig | None = None
+
+    def trainer_parts(self):
+        """Collator and metrics of this task (QA scores the eval windows against `task.eval`)."""
+        max_answer_length = self.data_cfg.max_answer_length if self.data_cfg else DataConfig.max_answer_length
+        return trainer_parts(self.task, self.tokenizer, self.eval_ds, max_answer_length)
+
+    def task_record(self) -> dict:
+        """How the data was shaped, for run.json: predict and reload follow it."""
+        cfg = self.data_cfg or DataConfig(max_seq_length=self.max_seq_length or DataConfig.max_seq_length)
+        record = {"kind": self.task.kind, "max_seq_length": self.max_seq_length}
+        if self.task.kind == "qa":
+            record.update(doc_stride=cfg.doc_stride, max_answer_length=cfg.max_answer_length)
+        if self.task.kind == "causal_lm":
+            record["use_chat_template"] = cfg.use_chat_template
+        return record
 
 
 def prepare(model_cfg: ModelConfig, data_cfg: DataConfig) -> Prepared:
     tokenizer = load_tokenizer(model_cfg.model_name_or_path, model_cfg.tokenizer_name)
     task = load_task(data_cfg)
-    train_ds, eval_ds = tokenize_task(task, tokenizer, data_cfg.max_seq_length)
-    return Prepared(task, tokenizer, train_ds, eval_ds, data_cfg.max_seq_length)
+    _check_kind_early(model_cfg, task)
+    train_ds, eval_ds = tokenize_task(task, tokenizer, data_cfg.max_seq_length, doc_stride=data_cfg.doc_stride,
+                                      use_chat_template=data_cfg.use_chat_template)
+    return Prepared(task, tokenizer, train_ds, eval_ds, data_cfg.max_seq_length, data_cfg)
+
+
+def _check_kind_early(model_cfg: ModelConfig, task: TaskData) -> None:
+    """An encoder given prompt/response data fails here, before tokenization or any weights."""
+    _, config = load_config(model_cfg.model_name_or_path)
+    check_kind(config, task.kind)
 
 
 def load_task_base(model_cfg: ModelConfig, task: TaskData) -> BaseModel:
-    """The base checkpoint with a head for `task`; a checkpoint that already has a trained head must match it."""
+    """The base checkpoint as the task model for `task.kind` (see `heads`); a checkpoint that already has a trained
+    classification head must match a classification task's labels."""
     _, config = load_config(model_cfg.model_name_or_path)
-    has_head = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
-    check_labels_fit(task, config.num_labels if has_head else None)
-    return load_base(model_cfg.model_name_or_path, task.num_labels, regression=task.is_regression)
+    if task.kind in ("classification", "regression"):
+        has_head = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
+        check_labels_fit(task, config.num_labels if has_head else None)
+    return load_base(model_cfg.model_name_or_path, task.num_labels, regression=task.is_regression, kind=task.kind)
 
 
 def estimate(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, est_cfg: EstimateConfig,
@@ -290,8 +319,8 @@ def estimate(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSetting
     steps = estimation_steps(est_cfg, planned_steps(args, len(prepared.train_ds)))
     log.info("estimation: %d steps of masks + %s on %d linears", steps, peft_cfg.peft,
              len(arch.linear_names(base.model, peft_cfg.estimate_roles())))
-    result = run_estimation(base, prepared.tokenizer, prepared.train_ds, prepared.task.metric_kind, args, peft_cfg,
-                            est_cfg, steps, plan_cfg)
+    result = run_estimation(base, prepared.tokenizer, prepared.train_ds, prepared.trainer_parts(), args, peft_cfg,
+                            est_cfg, steps, plan_cfg, task_kind=prepared.task.kind)
     result.meta["configs"] = to_dict(model_cfg, data_cfg, peft_cfg, est_cfg)
     if save and is_main_process():
         result.save(out)
@@ -328,7 +357,7 @@ def _train_into(stage_dir: Path, model_cfg, prepared: Prepared, peft_cfg, args, 
     fresh_state = _fresh_backbone_state(base, model)
     stage_args = _stage_args(args, stage_dir / "trainer")
     trainer = make_trainer(model, stage_args, prepared.train_ds, prepared.eval_ds, prepared.tokenizer,
-                           prepared.task.metric_kind)
+                           prepared.trainer_parts())
     with measured() as stats:
         trainer.train()
     in_training = [h for h in trainer.state.log_history if "eval_runtime" in h]  # evaluations inside train()
@@ -337,7 +366,7 @@ def _train_into(stage_dir: Path, model_cfg, prepared: Prepared, peft_cfg, args, 
     summary = _summarise(plan, prepared.task, model, trainer, stats, in_training or [final], final)
     summary["base_path"] = str(Path(base.path).resolve())  # `load_pruned` / `lightpeft predict` default
     summary["tokenizer_path"] = model_cfg.tokenizer_name
-    summary["task"]["max_seq_length"] = prepared.max_seq_length
+    summary["task"].update(prepared.task_record())
     if is_main_process():
         plan.save(stage_dir / "plan.json")
         save_file({**export_state(model), **fresh_state}, stage_dir / WEIGHTS_FILE)
@@ -359,10 +388,9 @@ def _cleanup_trainer_dir(path: Path) -> None:
 
 
 def _summarise(plan: Plan, task: TaskData, model, trainer, stats, eval_history: list, final: dict) -> dict:
-    from .metrics import MAIN_METRIC
-
     key = "eval_" + MAIN_METRIC[task.metric_kind]
     scores = [h[key] for h in eval_history if key in h]
+    greater_is_better = GREATER_IS_BETTER[task.metric_kind]  # perplexity: lower is better
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     # the backbone's frozen weights: everything in it but the PEFT modules (the head lives outside the backbone)
     foundation = sum(p.numel() for p in hf_model(model).base_model.parameters() if not p.requires_grad)
@@ -375,8 +403,9 @@ def _summarise(plan: Plan, task: TaskData, model, trainer, stats, eval_history: 
                  "train_rows": len(trainer.train_dataset), "eval_rows": len(trainer.eval_dataset)},
         "base_fingerprint": plan.base_fingerprint,
         "metric": MAIN_METRIC[task.metric_kind],
+        "greater_is_better": greater_is_better,
         "final_metric": final.get(key),
-        "best_metric": max(scores) if scores else None,
+        "best_metric": (max(scores) if greater_is_better else min(scores)) if scores else None,
         "final_eval": final,
         "foundation_params": foundation,
         "trainable_params": trainable,

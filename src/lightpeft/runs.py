@@ -13,9 +13,8 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForSequenceClassification
 
-from . import adapters
+from . import heads
 from .errors import LightPeftError
 from .models import BaseModel, assign_tensors, load_base, model_tensors
 from .pipeline import RUN_FILE, RUN_SCHEMA_VERSION, WEIGHTS_FILE, build_model
@@ -80,15 +79,19 @@ def load_pruned(base: str | BaseModel | None, run_dir: str | Path):
     """
     summary, plan, state = _read(run_dir)
     if not isinstance(base, BaseModel):
-        task = summary["task"]
-        base = load_base(base_path_of(summary, run_dir, base), task["num_labels"], task["regression"],
-                         replace_head=True)
+        base = load_run_base(base_path_of(summary, run_dir, base), summary["task"])
     return build_model(base, plan, state).eval()
 
 
+def load_run_base(path: str, task: dict) -> BaseModel:
+    """The base checkpoint as the task model a run was trained as (its task `kind`; see `heads`)."""
+    return load_base(path, task.get("num_labels"), task.get("regression", False), replace_head=True,
+                     kind=heads.kind_of(task))
+
+
 def load_tasks(base: str | None, run_dirs: dict[str, str | Path]) -> dict[str, torch.nn.Module]:
-    """Several task runs from one base checkpoint in one process: the base is read once, each task gets its own
-    pruned model with its own PEFT modules and head.
+    """Several task runs from one base checkpoint in one process: the base is read once (once per task model
+    class: classifier, QA, causal LM), each task gets its own pruned model with its own PEFT modules and head.
 
     Backbone tensors that pruning leaves whole (embeddings, LayerNorms, unpruned linears) are shared between the
     task models, not copied: treat them as read-only (merge LoRA with `safe_merge=True`, which writes new tensors).
@@ -102,26 +105,31 @@ def load_tasks(base: str | None, run_dirs: dict[str, str | Path]) -> dict[str, t
     runs = {task: _read(run_dir) for task, run_dir in run_dirs.items()}  # every file checked before loading
     first_task, (first_summary, _, _) = next(iter(runs.items()))
     path = base_path_of(first_summary, run_dirs[first_task], base)
-    info = first_summary["task"]
-    source = load_base(path, info["num_labels"], info["regression"], replace_head=True)
+    sources: dict[str, BaseModel] = {}  # one base per task model class (classifier, QA, causal LM)
     models = {}
     for task, (summary, plan, state) in runs.items():
-        sibling = share_backbone(source, summary["task"]["num_labels"], summary["task"]["regression"])
+        info = summary["task"]
+        kind = "classification" if heads.kind_of(info) == "regression" else heads.kind_of(info)
+        if kind not in sources:
+            sources[kind] = load_run_base(path, info)
+        sibling = share_backbone(sources[kind], info.get("num_labels"), info.get("regression", False))
         models[task] = build_model(sibling, plan, state).eval()
     return models
 
 
-def share_backbone(source: BaseModel, num_labels: int, regression: bool = False) -> BaseModel:
-    """A new task model of `source`'s architecture whose backbone tensors *are* `source`'s (no copy) and whose
-    head (sized for `num_labels`) is its own, zero-filled until a run's head weights are loaded into it."""
+def share_backbone(source: BaseModel, num_labels: int | None = None, regression: bool = False) -> BaseModel:
+    """A new task model of `source`'s class whose backbone tensors *are* `source`'s (no copy) and whose head
+    (sized for `num_labels` if it is a classifier) is its own, zero-filled until a run's head weights are loaded into
+    it. A causal LM has no head of its own: its lm_head is shared too."""
     config = copy.deepcopy(source.model.config)
-    config.num_labels = num_labels
-    config.problem_type = "regression" if regression else "single_label_classification"
+    if num_labels is not None:
+        config.num_labels = num_labels
+        config.problem_type = "regression" if regression else "single_label_classification"
     with torch.device("meta"):  # a skeleton: no memory, no random init
-        model = AutoModelForSequenceClassification.from_config(config)
-    heads = tuple(name + "." for name in adapters.head_modules(model))
+        model = type(source.model)(config)
+    head_prefixes = tuple(name + "." for name in heads.head_modules(model))
     shared = {name: _tensor(owner, attr).detach()
-              for name, (owner, attr) in model_tensors(source.model).items() if not name.startswith(heads)}
+              for name, (owner, attr) in model_tensors(source.model).items() if not name.startswith(head_prefixes)}
     leftover = assign_tensors(model, shared, "the base checkpoint")
     slots = model_tensors(model)
     own = {name: torch.zeros(_tensor(*slots[name]).shape, dtype=_tensor(*slots[name]).dtype) for name in leftover}

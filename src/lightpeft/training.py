@@ -1,19 +1,22 @@
-"""Trainer wiring: the estimation trainer (L1 on gates, importance after backward) and plain PEFT training."""
+"""Trainer wiring: the estimation trainer (L1 on gates, importance after backward), plain PEFT training, and the
+per-task-kind parts a Trainer needs (collator, metrics)."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+from transformers import Trainer, TrainingArguments
 
 from . import memory
 from .importance import ImportanceTracker
 from .masks import Gates
-from .metrics import make_hf_compute_metrics
+from .data import make_collator, make_qa_compute_metrics
+from .metrics import make_hf_compute_metrics, token_nll_for_metrics
 
 PAD_MULTIPLE = 16
 
@@ -77,16 +80,42 @@ def estimation_args(args: TrainingArguments, steps: int, output_dir: str) -> Tra
     )
 
 
-def make_trainer(model, args, train_ds, eval_ds, tokenizer, metric_kind: str, cls=Trainer, **extra) -> Trainer:
+@dataclass
+class TrainerParts:
+    """What a Trainer needs to know about the task: how to batch its features and how to score an evaluation."""
+
+    collator: Callable
+    compute_metrics: Callable | None = None
+    preprocess_logits_for_metrics: Callable | None = None
+
+
+def trainer_parts(task, tokenizer, eval_features=None, max_answer_length: int = 30) -> TrainerParts:
+    """The collator and metrics for `task`'s kind (`eval_features`: the tokenized eval split, needed for QA).
+
+    QA: logits of every window -> answer texts -> SQuAD EM / F1 (`make_qa_compute_metrics`). Causal LM: per-token
+    NLL instead of (B, T, vocab) logits is kept during evaluation, then perplexity.
+    """
+    collator = make_collator(task, tokenizer, pad_to_multiple_of=PAD_MULTIPLE)
+    if task.kind == "qa":
+        metrics = make_qa_compute_metrics(task.eval, eval_features, max_answer_length=max_answer_length) \
+            if eval_features is not None else None
+        return TrainerParts(collator, metrics)
+    if task.kind == "causal_lm":
+        return TrainerParts(collator, make_hf_compute_metrics(task.metric_kind), token_nll_for_metrics)
+    return TrainerParts(collator, make_hf_compute_metrics(task.metric_kind))
+
+
+def make_trainer(model, args, train_ds, eval_ds, tokenizer, parts: TrainerParts, cls=Trainer, **extra) -> Trainer:
     return cls(
         model=model,
         args=args,
         train_dataset=train_ds,
         eval_dataset=eval_ds,
         # few distinct shapes: CPU kernels pay a large one-off cost per new sequence length
-        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=PAD_MULTIPLE),
+        data_collator=parts.collator,
         processing_class=tokenizer,
-        compute_metrics=make_hf_compute_metrics(metric_kind),
+        compute_metrics=parts.compute_metrics,
+        preprocess_logits_for_metrics=parts.preprocess_logits_for_metrics,
         **extra,
     )
 

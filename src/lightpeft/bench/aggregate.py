@@ -55,6 +55,7 @@ def summarise_arm(repeats: list[dict]) -> dict:
     first = repeats[0]
     for key in ("metric", "foundation_params", "trainable_params", "plan_counts", "plan_ratios"):
         out[key] = first.get(key)
+    out["greater_is_better"] = first.get("greater_is_better", True)
     profiles = [r["profile"] for r in repeats if "profile" in r]
     if profiles:
         parts = {part: _median([p["parts_seconds"][part] for p in profiles]) for part in profiles[0]["parts_seconds"]}
@@ -66,8 +67,17 @@ def _ratio(light, vanilla) -> float | None:
     return light / vanilla if light is not None and vanilla not in (None, 0) else None
 
 
+def metric_delta(light: dict, vanilla: dict) -> float | None:
+    """How much better Light-PEFT's dev metric is than vanilla's (negative: worse): in points (x100) for metrics
+    that are fractions (accuracy, F1, correlation), in perplexity for causal LMs, where lower is better."""
+    if light["best_metric_mean"] is None or vanilla["best_metric_mean"] is None:
+        return None
+    difference = light["best_metric_mean"] - vanilla["best_metric_mean"]
+    return 100 * difference if vanilla.get("greater_is_better", True) else -difference
+
+
 def compute_ratios(light: dict, vanilla: dict) -> dict:
-    """Light-PEFT / vanilla for every figure (metric_delta: difference in points)."""
+    """Light-PEFT / vanilla for every figure (metric_delta: see `metric_delta`)."""
     ratios = {
         "train_throughput": _ratio(light["train_throughput"], vanilla["train_throughput"]),
         "train_time": _ratio(light["train_seconds"], vanilla["train_seconds"]),
@@ -96,7 +106,7 @@ def compute_ratios(light: dict, vanilla: dict) -> dict:
             ratios[f"infer_latency_bs{size}"] = _ratio(light["inference"][size]["median_latency_ms"],
                                                         vanilla["inference"][size]["median_latency_ms"])
     if light["best_metric_mean"] is not None and vanilla["best_metric_mean"] is not None:
-        ratios["metric_delta"] = 100 * (light["best_metric_mean"] - vanilla["best_metric_mean"])
+        ratios["metric_delta"] = metric_delta(light, vanilla)
     return ratios
 
 
@@ -115,8 +125,7 @@ def tradeoff_points(arms: dict) -> list[dict]:
     points = []
     for name, arm in arms.items():
         points.append({"arm": name, "train_speedup": _ratio(arm["train_throughput"], vanilla["train_throughput"]),
-                       "counted_speedup": (arm.get("plan_counts") or {}).get("counted_train_speedup_seq128"), "best_metric": arm["best_metric_mean"],
-                       "metric_delta": None if arm["best_metric_mean"] is None or vanilla["best_metric_mean"] is None
-                       else 100 * (arm["best_metric_mean"] - vanilla["best_metric_mean"]),
+                       "counted_speedup": (arm.get("plan_counts") or {}).get("counted_train_speedup_seq128"),
+                       "best_metric": arm["best_metric_mean"], "metric_delta": metric_delta(arm, vanilla),
                        "foundation_params": arm["foundation_params"]})
     return points

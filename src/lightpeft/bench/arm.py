@@ -64,6 +64,7 @@ def train_arm(spec: dict) -> dict:
         "arm": spec["arm"], "seed": spec["seed"], "run_dir": spec["run_dir"], "load_before": spec.get("load_before"),
         "load_after": os.getloadavg()[0], "plan_ratios": summary.get("plan_ratios"),
         "best_metric": summary["best_metric"], "final_metric": summary["final_metric"], "metric": summary["metric"],
+        "greater_is_better": summary.get("greater_is_better", True),
         "train_seconds": train_seconds, "estimate_seconds": estimate_seconds,
         "end_to_end_seconds": train_seconds + estimate_seconds,
         "train_throughput": examples / train_seconds,
@@ -85,7 +86,9 @@ def infer_arm(spec: dict) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     from transformers import DataCollatorWithPadding
 
-    collator = DataCollatorWithPadding(prepared.tokenizer, pad_to_multiple_of=PAD_MULTIPLE)
+    collator = prepared.trainer_parts().collator  # the task's own: pads labels (causal LM with -100)
+    # inference batches hold model inputs only, which plain padding fits for every kind
+    inputs_collator = DataCollatorWithPadding(prepared.tokenizer, pad_to_multiple_of=PAD_MULTIPLE)
     model = load_pruned(model_cfg.model_name_or_path, spec["run_dir"]).to(device)
     train_batch = batches_of(prepared.train_ds, collator, args.per_device_train_batch_size, 0, device,
                              labels=True)[0]
@@ -103,7 +106,7 @@ def infer_arm(spec: dict) -> dict:
     result["model_mb"] = model_megabytes(model)
     result["inference"] = {}
     for batch_size in spec["infer_batch_sizes"]:
-        batches = batches_of(prepared.eval_ds, collator, batch_size, spec["infer_examples"], device)
+        batches = batches_of(prepared.eval_ds, inputs_collator, batch_size, spec["infer_examples"], device)
         timing = time_inference(model, batches)
         timing["memory_mb"] = timing["peak_cuda_mb"] if timing["peak_cuda_mb"] is not None \
             else result["model_mb"] + timing["activation_rss_mb"]

@@ -18,12 +18,14 @@ def _sync() -> None:
 
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+LABEL_COLUMNS = ("labels", "start_positions", "end_positions")  # classification / causal LM, extractive QA
 
 
 def batches_of(dataset, collator, batch_size: int, examples: int, device, labels: bool = False) -> list[dict]:
-    """Consecutive batches covering `examples` rows plus warm-up (wrapping around a small split)."""
+    """Consecutive batches covering `examples` rows plus warm-up (wrapping around a small split), of the model
+    inputs only (QA windows' `example_id` / `offset_mapping` are dropped), and the labels if asked."""
     examples = max(examples, batch_size)  # at least one timed batch
-    wanted = MODEL_INPUTS + (("labels",) if labels else ())
+    wanted = MODEL_INPUTS + (LABEL_COLUMNS if labels else ())
     columns = [c for c in dataset.column_names if c in wanted]
     rows = [dataset[i % len(dataset)] for i in range(examples + WARMUP_BATCHES * batch_size)]
     out = []

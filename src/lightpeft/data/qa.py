@@ -163,6 +163,14 @@ def tokenize_qa(
         of each context token in the context, `None` for question and special tokens), which `postprocess_qa`
         reads and `make_collator` drops.
     """
+    return (qa_windows(task.train, tokenizer, max_seq_length, doc_stride, keep_offsets=False, name="train"),
+            qa_windows(task.eval, tokenizer, max_seq_length, doc_stride, keep_offsets=True, name="eval"))
+
+
+def qa_windows(rows: datasets.Dataset, tokenizer, max_seq_length: int, doc_stride: int | None = None,
+               keep_offsets: bool = True, name: str = "eval") -> datasets.Dataset:
+    """The windows of `tokenize_qa` for one split of QA rows (`id`, `context`, `question`, `answers`; answers may be
+    empty, e.g. questions to predict); `keep_offsets` adds `example_id` and `offset_mapping` for `postprocess_qa`."""
     if not getattr(tokenizer, "is_fast", False):
         raise LightPeftError("extractive QA needs a fast tokenizer (offset mappings); load it with use_fast=True")
     stride = max_seq_length // 4 if doc_stride is None else doc_stride
@@ -191,11 +199,8 @@ def tokenize_qa(
             features["offset_mapping"] = context_offsets
         return dict(features)
 
-    def tokenize(split: datasets.Dataset, name: str, keep_offsets: bool) -> datasets.Dataset:
-        return split.map(encode, batched=True, remove_columns=split.column_names, fn_kwargs={"keep_offsets":
-                         keep_offsets}, desc=f"tokenizing {name} (QA windows)")
-
-    return tokenize(task.train, "train", False), tokenize(task.eval, "eval", True)
+    return rows.map(encode, batched=True, remove_columns=rows.column_names, fn_kwargs={"keep_offsets": keep_offsets},
+                    desc=f"tokenizing {name} (QA windows)")
 
 
 def _without_leading_space(context: str, span: tuple[int, int]) -> tuple[int, int]:
@@ -204,6 +209,15 @@ def _without_leading_space(context: str, span: tuple[int, int]) -> tuple[int, in
     while start < end - 1 and context[start].isspace():
         start += 1
     return start, end
+
+
+def qa_rows(questions: list[str], contexts: list[str]) -> datasets.Dataset:
+    """Unanswered QA rows (ids "0", "1", ...) for prediction, in the layout `qa_windows` reads."""
+    return datasets.Dataset.from_list(
+        [{"id": str(i), "title": "", "context": context, "question": question.strip(),
+          "answers": {"text": [], "answer_start": []}} for i, (question, context) in enumerate(zip(questions, contexts,
+                                                                                               strict=True))],
+        features=QA_FEATURES)
 
 
 def answer_token_span(offsets: list, in_context: list[bool], answers: dict) -> tuple[int, int]:
