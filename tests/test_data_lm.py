@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from lightpeft import assets
-from lightpeft.config import DataConfig
-from lightpeft.data import IGNORE_INDEX, TaskData, load_task, make_collator, tokenize_task
+from lightpeft.data import IGNORE_INDEX, make_collator, tokenize_task
 from lightpeft.data.lm import fit_to_length
 from lightpeft.errors import LightPeftError
 from lightpeft.metrics import compute_metrics, token_nll_for_metrics
+from helpers import load, load_error
 
 RECORDS = [{"prompt": f"say w{i} twice", "response": f"w{i} w{i}"} for i in range(10)]
 
@@ -21,17 +21,6 @@ RECORDS = [{"prompt": f"say w{i} twice", "response": f"w{i} w{i}"} for i in rang
 def write_jsonl(path: Path, records: list[dict]) -> Path:
     path.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
     return path
-
-
-def load(task, **options) -> TaskData:
-    return load_task(DataConfig(task=str(task), **options))
-
-
-def load_error(task, **options) -> str:
-    with pytest.raises(LightPeftError) as excinfo:
-        load(task, **options)
-    assert "\n" not in str(excinfo.value)
-    return str(excinfo.value)
 
 
 @pytest.fixture(scope="module")

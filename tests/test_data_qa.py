@@ -16,7 +16,6 @@ from lightpeft.config import DataConfig
 from lightpeft.data import (
     QA_EVAL_COLUMNS,
     TaskData,
-    load_task,
     make_collator,
     make_qa_compute_metrics,
     postprocess_qa,
@@ -24,20 +23,10 @@ from lightpeft.data import (
 )
 from lightpeft.data.qa import answer_token_span
 from lightpeft.errors import LightPeftError
+from helpers import load, load_error
 
 SQUAD_MINI = Path(__file__).parent / "data" / "squad_mini.json"
 HAS_MINILM = importlib.util.find_spec(assets.MINILM_PACKAGE) is not None
-
-
-def load(task, **options) -> TaskData:
-    return load_task(DataConfig(task=str(task), **options))
-
-
-def load_error(task, **options) -> str:
-    with pytest.raises(LightPeftError) as excinfo:
-        load(task, **options)
-    assert "\n" not in str(excinfo.value)
-    return str(excinfo.value)
 
 
 def squad_content() -> dict:

@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lightpeft.config import DataConfig
-from lightpeft.data import SUPERGLUE_FORMATS, TaskData, load_task
-from lightpeft.errors import LightPeftError
+from lightpeft.data import SUPERGLUE_FORMATS
 from lightpeft.metrics import MAIN_METRIC
+from helpers import load, load_error
 
 SHARED_DATA = Path(os.environ.get("LIGHTPEFT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -21,17 +20,6 @@ def shared(task_dir: str) -> Path:
     if not path.is_dir():
         pytest.skip(f"shared SuperGLUE data not found at {path} (set LIGHTPEFT_SHARED_DATA)")
     return path
-
-
-def load(task, **options) -> TaskData:
-    return load_task(DataConfig(task=str(task), **options))
-
-
-def load_error(task, **options) -> str:
-    with pytest.raises(LightPeftError) as excinfo:
-        load(task, **options)
-    assert "\n" not in str(excinfo.value)
-    return str(excinfo.value)
 
 
 def write_jsonl(path: Path, records: list[dict]) -> Path:
