@@ -21,7 +21,6 @@ tensors in, with no base checkpoint and no estimate. For the peft route:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -31,7 +30,7 @@ from transformers import AutoConfig
 from . import __version__, heads
 from .errors import LightPeftError
 from .fingerprint import fingerprint
-from .io import atomic_path, write_json
+from .io import atomic_path, read_versioned_json, write_json
 from .models import assign_tensors, load_tokenizer, model_tensors
 from .peft_modules import inject_for_plan, lora_layers
 from .plan import PLAN_FILE, Plan
@@ -121,19 +120,11 @@ def _tensor(owner: torch.nn.Module, attr: str) -> torch.Tensor | None:
 
 def read_export(export_dir: str | Path) -> dict:
     """export.json of an export directory, schema-checked."""
-    path = Path(export_dir) / EXPORT_FILE
-    if not path.is_file():
-        raise LightPeftError(f"{export_dir} is not an export directory (no {EXPORT_FILE}); pass what "
-                             "`lightpeft export` wrote")
-    try:
-        meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise LightPeftError(f"{path} is corrupt (not valid JSON); re-run `lightpeft export`") from None
-    version = meta.get("schema_version") if isinstance(meta, dict) else None
-    if version != EXPORT_SCHEMA_VERSION:
-        raise LightPeftError(f"{path} has schema version {version!r}, this lightpeft reads {EXPORT_SCHEMA_VERSION}; "
-                             "re-run `lightpeft export` with this version")
-    return meta
+    return read_versioned_json(
+        Path(export_dir) / EXPORT_FILE, EXPORT_SCHEMA_VERSION,
+        missing=f"{export_dir} is not an export directory (no {EXPORT_FILE}); pass what `lightpeft export` wrote",
+        corrupt_fix=" (not valid JSON); re-run `lightpeft export`",
+        version_fix="re-run `lightpeft export` with this version")
 
 
 def load_exported(export_dir: str | Path) -> torch.nn.Module:

@@ -39,3 +39,22 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def read_versioned_json(path: Path, version: int, missing: str, corrupt_fix: str, version_fix: str) -> dict:
+    """A JSON artifact checked for existence, validity and schema version; each failure is a one-line error.
+
+    `missing` is the whole message for an absent file; the fixes end the corrupt and version messages.
+    """
+    from .errors import LightPeftError
+
+    if not path.is_file():
+        raise LightPeftError(missing)
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise LightPeftError(f"{path} is corrupt{corrupt_fix}") from None
+    found = data.get("schema_version") if isinstance(data, dict) else None
+    if found != version:
+        raise LightPeftError(f"{path} has schema version {found!r}, this lightpeft reads {version}; {version_fix}")
+    return data

@@ -8,7 +8,6 @@ base read once, each task with its own pruned model.
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 
 import torch
@@ -16,6 +15,7 @@ from safetensors.torch import load_file
 
 from . import heads
 from .errors import LightPeftError
+from .io import read_versioned_json
 from .models import BaseModel, assign_tensors, load_base, model_tensors
 from .pipeline import RUN_FILE, RUN_SCHEMA_VERSION, WEIGHTS_FILE, build_model
 from .plan import PLAN_FILE, Plan
@@ -23,19 +23,11 @@ from .plan import PLAN_FILE, Plan
 
 def read_run(run_dir: str | Path) -> dict:
     """The summary (run.json) of a finished run directory, schema-checked."""
-    path = Path(run_dir) / RUN_FILE
-    if not path.is_file():
-        raise LightPeftError(f"{run_dir} is not a finished run directory (no {RUN_FILE}); pass what `lightpeft train` "
-                             "or `lightpeft run` wrote")
-    try:
-        summary = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise LightPeftError(f"{path} is corrupt; re-run training") from None
-    if not isinstance(summary, dict) or summary.get("schema_version") != RUN_SCHEMA_VERSION:
-        version = summary.get("schema_version") if isinstance(summary, dict) else None
-        raise LightPeftError(f"{path} has schema version {version!r}, this lightpeft reads {RUN_SCHEMA_VERSION}; "
-                             "re-run training with this version")
-    return summary
+    return read_versioned_json(
+        Path(run_dir) / RUN_FILE, RUN_SCHEMA_VERSION,
+        missing=f"{run_dir} is not a finished run directory (no {RUN_FILE}); pass what `lightpeft train` or "
+        "`lightpeft run` wrote",
+        corrupt_fix="; re-run training", version_fix="re-run training with this version")
 
 
 def base_path_of(summary: dict, run_dir: str | Path, base: str | None) -> str:
