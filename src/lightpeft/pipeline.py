@@ -17,6 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import save_file
 from transformers import AutoConfig
@@ -27,9 +28,10 @@ from .config import (DataConfig, EstimateConfig, LightPeftTrainingArguments, Mod
                      PlanConfig, RunOptions, to_dict)
 from .budget import block_costs, lowest_peft_block, solve_budget, train_step_cost
 from .data import TaskData, check_labels_fit, load_task, tokenize_task
+from .data.task import LABEL
 from .errors import LightPeftError
 from .estimate import Estimate, estimation_steps, run_estimation
-from .heads import check_kind, kind_of_model, meta_task_model
+from .heads import check_kind, init_regression_bias, kind_of_model, meta_task_model
 from .io import atomic_path, write_json
 from .models import BaseModel, load_base, load_config, load_tokenizer
 from .peft_modules import (SLICED_WITH_STRUCTURE, export_state, head_modules, hf_model, import_state,
@@ -305,7 +307,10 @@ def load_task_base(model_cfg: ModelConfig, task: TaskData) -> BaseModel:
     if task.kind in ("classification", "regression"):
         has_head = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
         check_labels_fit(task, config.num_labels if has_head else None)
-    return load_base(model_cfg.model_name_or_path, task.num_labels, regression=task.is_regression, kind=task.kind)
+    base = load_base(model_cfg.model_name_or_path, task.num_labels, regression=task.is_regression, kind=task.kind)
+    if task.is_regression and len(task.train):
+        init_regression_bias(base.model, float(np.mean(task.train[LABEL])))
+    return base
 
 
 def estimate(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, est_cfg: EstimateConfig,
