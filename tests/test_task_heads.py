@@ -1,7 +1,7 @@
-"""The model side of the non-classification task kinds: extractive QA (span head `qa_outputs`) and causal-LM
-fine-tuning on prompt/response records (loss on the response, perplexity, lower is better), each through estimate
--> plan -> prune -> train, reload, export and predict. QA data: tests/data/squad_mini.json (real Wikipedia text,
-questions written for these tests)."""
+"""The model side of the non-classification task kinds: regression (the head starts at the mean score),
+extractive QA (span head `qa_outputs`) and causal-LM fine-tuning on prompt/response records (loss on the response,
+perplexity, lower is better), each through estimate -> plan -> prune -> train, reload, export and predict. QA data:
+tests/data/squad_mini.json (real Wikipedia text, questions written for these tests)."""
 
 import json
 import random
@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from transformers import (AutoModelForCausalLM, AutoModelForQuestionAnswering, BertConfig, BertModel,
                           BertTokenizerFast, GPT2Config, LlamaConfig)
 
-from conftest import tiny_config
+from conftest import tiny_batch, tiny_config, tiny_model
 from helpers import adapters_everywhere, random_plan
 from lightpeft import (DataConfig, EstimateConfig, LightPeftError, LightPeftTrainingArguments, ModelConfig,
                        PeftSettings, PlanConfig, export_run, load_exported, load_pruned, masks, run)
@@ -21,10 +21,10 @@ from lightpeft.bench.aggregate import compute_ratios, metric_delta, summarise_ar
 from lightpeft.bench.latency import batches_of
 from lightpeft.cli import main
 from lightpeft.data import load_task, make_collator, tokenize_task
-from lightpeft.heads import check_kind
+from lightpeft.heads import check_kind, init_regression_bias
 from lightpeft.models import load_base, load_tokenizer
 from lightpeft.peft_modules import hf_model, wrap_with_lora
-from lightpeft.pipeline import count_plan
+from lightpeft.pipeline import count_plan, load_task_base
 from lightpeft.predict import load_predictor, predict_texts
 from lightpeft.surgery import prune_backbone
 
@@ -455,3 +455,29 @@ def test_smollm2_instruction_tuning_through_the_cli(tmp_path, capsys):
     assert hf_model(model).lm_head.weight is hf_model(model).get_input_embeddings().weight
     rows = predict_texts(load_predictor(out), ["Name a colour of the sky."], max_new_tokens=8)
     assert rows[0]["response"].strip()
+
+
+# ------------------------------------------------------------------------------------------------ regression heads
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "llama"])
+def test_regression_bias_shifts_every_prediction_by_the_mean_score(family):
+    model = tiny_model(family, num_labels=1)
+    batch = tiny_batch()
+    with torch.no_grad():
+        before = model(**batch).logits
+        has_bias = init_regression_bias(model, 2.7)
+        after = model(**batch).logits
+    # encoders' heads end in a biased 1-wide linear; Llama's `score` has no bias and stays as it was
+    assert has_bias == (family != "llama")
+    torch.testing.assert_close(after - before, torch.full_like(before, 2.7 if has_bias else 0.0))
+
+
+def test_a_regression_task_base_starts_at_the_mean_training_score(base_model_dir, tmp_path):
+    scores = [0.5 * (i % 11) for i in range(40)]
+    rows = [f"w{i % 7 + 5} w{i % 5 + 20},{s}" for i, s in enumerate(scores)]
+    (tmp_path / "sts.csv").write_text("text,label\n" + "\n".join(rows) + "\n")
+    task = load_task(DataConfig(task=str(tmp_path / "sts.csv")))
+    base = load_task_base(ModelConfig(model_name_or_path=str(base_model_dir)), task)
+    assert task.is_regression
+    assert base.model.classifier.bias.item() == pytest.approx(sum(task.train["label"]) / len(task.train), rel=1e-6)
