@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from transformers import (AutoModelForSequenceClassification, BertConfig, GPT2Config, LlamaConfig, MistralConfig,
-                          OPTConfig, Qwen2Config, Qwen3Config, RobertaConfig)
+                          OPTConfig, Qwen2Config, Qwen3Config, RobertaConfig, XLMRobertaConfig)
 
 TINY = dict(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
             hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, max_position_embeddings=64)
@@ -25,15 +25,15 @@ DECODERS = {
     "qwen3": lambda **kw: Qwen3Config(**{**_GQA, **kw}),
     "mistral": lambda **kw: MistralConfig(**{**_GQA, "num_key_value_heads": 3, "sliding_window": 4, **kw}),
 }
-FAMILIES = ["bert", "roberta", *DECODERS]
+FAMILIES = ["bert", "roberta", *DECODERS]  # `xlm-roberta` (RoBERTa's code) is built too, and tested once
 
 
 def tiny_config(family: str = "bert", num_labels: int = 3, **overrides):
     if family in DECODERS:
         return DECODERS[family](num_labels=num_labels, **overrides)
     kwargs = {**TINY, "num_labels": num_labels, **overrides}
-    if family == "roberta":
-        return RobertaConfig(pad_token_id=1, **kwargs)
+    if family in ("roberta", "xlm-roberta"):
+        return (RobertaConfig if family == "roberta" else XLMRobertaConfig)(pad_token_id=1, **kwargs)
     return BertConfig(**kwargs)
 
 

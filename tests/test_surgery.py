@@ -52,6 +52,11 @@ def test_masked_equals_physically_pruned(family, case):
     assert torch.allclose(pruned(**batch).logits, expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("case", ["paper defaults", "layer loses every head"])
+def test_xlm_roberta_masked_equals_physically_pruned(case):
+    test_masked_equals_physically_pruned("xlm-roberta", case)
+
+
 def test_layer_without_heads_gets_no_attention_and_fewer_parameters():
     model = tiny_model()
     plan = random_plan(model, PlanConfig(head_ratio=0.5, head_scope="global"), kill_heads_layer=0)
