@@ -102,6 +102,9 @@ def test_corrupt_estimate_is_reported(finished_run, tmp_path):
     (broken / "estimate.json").write_text("{not json")
     with pytest.raises(LightPeftError, match="corrupt"):
         make_plan(broken)
+    (broken / "estimate.json").write_text('{"schema_version": 99}')
+    with pytest.raises(LightPeftError, match="schema version 99.*re-run `lightpeft estimate`"):
+        make_plan(broken)
 
 
 def test_plan_for_another_base_is_refused_at_load(finished_run, tmp_path):

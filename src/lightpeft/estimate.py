@@ -27,7 +27,7 @@ from .config import EstimateConfig, PeftSettings, PlanConfig
 from .errors import LightPeftError
 from .convergence import MaskConvergence
 from .importance import ImportanceTracker
-from .io import atomic_path
+from .io import atomic_path, read_versioned_json
 from .peft_modules import export_state, inject
 from .training import EstimationTrainer, TrainerParts, estimation_args, make_trainer, measured
 
@@ -87,18 +87,11 @@ class Estimate:
 
 
 def _read_meta(directory: Path) -> dict:
-    path = directory / META_FILE
-    if not path.is_file():
-        raise LightPeftError(f"{directory} is not an estimate directory (no {META_FILE}); "
-                             "pass the directory `lightpeft estimate` wrote")
-    try:
-        meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise LightPeftError(f"{path} is corrupt (not valid JSON); re-run `lightpeft estimate`") from None
-    if meta.get("schema_version") != SCHEMA_VERSION:
-        raise LightPeftError(f"{path} has schema version {meta.get('schema_version')!r}, this lightpeft reads "
-                             f"{SCHEMA_VERSION}; re-run `lightpeft estimate`")
-    return meta
+    return read_versioned_json(
+        directory / META_FILE, SCHEMA_VERSION,
+        missing=f"{directory} is not an estimate directory (no {META_FILE}); pass the directory `lightpeft estimate` "
+                "wrote",
+        corrupt_fix=" (not valid JSON); re-run `lightpeft estimate`", version_fix="re-run `lightpeft estimate`")
 
 
 def estimation_steps(cfg: EstimateConfig, training_steps: int) -> int:
