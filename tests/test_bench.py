@@ -1,6 +1,7 @@
 """The benchmark: FLOP counting, where backward stops, the step profile, ratios, and a whole `bench` run."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from lightpeft.bench.aggregate import check_targets, compute_ratios, summarise_a
 from lightpeft.bench.config import BenchConfig
 from lightpeft.bench.flops import forward_flops, train_step_flops
 from lightpeft.bench.profile import PARTS, lowest_trainable_layer, profile_training_step
+from lightpeft.cli import parse
 from lightpeft.config import DataConfig, EstimateConfig, ModelConfig, PeftSettings, PlanConfig
 from lightpeft.errors import LightPeftError
 from lightpeft.peft_modules import wrap_with_lora
@@ -134,6 +136,13 @@ def test_variants_are_plan_flag_overrides():
         BenchConfig(variants=["no_such_flag=1"])
     with pytest.raises(LightPeftError, match="round_to"):
         BenchConfig(variants=["round_to=0"])
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "benchmarks" / "configs").glob("*.yaml")),
+                         ids=lambda p: p.stem)
+def test_committed_bench_configs_parse_and_validate(path):
+    *_, bench_cfg, _, args = parse("bench", ["--config", str(path)])
+    assert bench_cfg.seeds and args.output_dir.startswith("benchmarks/results/")
 
 
 def test_bench_config_rejects_bad_values():
