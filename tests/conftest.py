@@ -33,7 +33,7 @@ def tiny_config(family: str = "bert", num_labels: int = 3, **overrides):
         return DECODERS[family](num_labels=num_labels, **overrides)
     kwargs = {**TINY, "num_labels": num_labels, **overrides}
     if family in ("roberta", "xlm-roberta"):
-        return (RobertaConfig if family == "roberta" else XLMRobertaConfig)(pad_token_id=1, **kwargs)
+        return (RobertaConfig if family == "roberta" else XLMRobertaConfig)(**{"pad_token_id": 1, **kwargs})
     return BertConfig(**kwargs)
 
 
@@ -70,7 +70,7 @@ def save_tiny_model_dir(directory, family: str = "bert", seed: int = 0, headless
     # decoders take no token_type_ids; their configs pad with id 0 = [PAD], as this tokenizer does
     inputs = ["input_ids", "attention_mask"] if family in DECODERS else ["input_ids", "token_type_ids", "attention_mask"]
     tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True, model_input_names=inputs)
-    overrides = {"pad_token_id": 0} if family == "roberta" else {}
+    overrides = {"pad_token_id": 0} if family in ("roberta", "xlm-roberta") else {}
     model = tiny_model(family, seed=seed, num_labels=2, **overrides)
     (model.base_model if headless else model).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
@@ -154,9 +154,10 @@ def example_batch():
 
 
 @pytest.fixture(scope="session")
-def decoder_runs(tmp_path_factory):
+def family_runs(tmp_path_factory):
     """`get(family, peft)` -> (base dir, run dir, RunResult) of estimate -> plan (head ratio 0.5) -> prune -> train
-    on a saved tiny decoder; each (family, peft) is trained once per session and shared by the tests that need it."""
+    on a saved tiny model of any family; each (family, peft) is trained once per session and shared by the tests
+    that need it."""
     from lightpeft import (DataConfig, EstimateConfig, LightPeftTrainingArguments, ModelConfig, PeftSettings,
                            PlanConfig, run)
 

@@ -1,5 +1,5 @@
 """Decoders (OPT, GPT-2, Llama-style with grouped-query attention): generation with a KV cache after pruning, GQA
-bookkeeping, counts from the meta device, and whole runs reloaded with `load_pruned`."""
+bookkeeping, counts from the meta device, and whole runs reloaded with `load_pruned` (RoBERTa and XLM-R too)."""
 
 import warnings
 
@@ -135,10 +135,12 @@ def test_gpt2_lora_on_conv1d_is_told_fan_in_fan_out():
     assert set(arch.linear_roles(model, ["q", "k", "v"]).values()) == {(0, "qkv"), (1, "qkv")}
 
 
-@pytest.mark.parametrize("family, peft", [*((f, "lora") for f in DECODERS), ("gpt2", "adapter"), ("llama", "adapter")])
-def test_run_and_load_pruned_round_trip(family, peft, decoder_runs):
-    """estimate -> plan -> prune -> train on a saved tiny decoder, then rebuild it from the base checkpoint."""
-    model_dir, run_dir, result = decoder_runs(family, peft)
+@pytest.mark.parametrize("family, peft", [*((f, "lora") for f in [*DECODERS, "roberta", "xlm-roberta"]),
+                                          ("gpt2", "adapter"), ("llama", "adapter")])
+def test_run_and_load_pruned_round_trip(family, peft, family_runs):
+    """estimate -> plan -> prune -> train on a saved tiny model (decoders, and the RoBERTa encoders beside the BERT
+    runs of test_runs.py), then rebuild it from the base checkpoint."""
+    model_dir, run_dir, result = family_runs(family, peft)
     plan = result.plan
     assert plan.peft == peft and plan.counts["foundation_pruned_fraction"] > 0
     assert plan.num_kv_heads == arch.num_kv_heads(tiny_config(family))

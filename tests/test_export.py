@@ -71,9 +71,9 @@ def test_adapter_export_keeps_adapters_and_logits(adapter_export, adapter_run):
 
 
 @pytest.mark.parametrize("family, peft", [("llama", "lora"), ("gpt2", "lora"), ("gpt2", "adapter")])
-def test_decoder_exports_give_the_run_logits(family, peft, decoder_runs, tmp_path):
+def test_decoder_exports_give_the_run_logits(family, peft, family_runs, tmp_path):
     """Decoders rebuild from plan.json on the meta device: GQA k/v rows (Llama), Conv1D and fused c_attn (GPT-2)."""
-    _, run_dir, result = decoder_runs(family, peft)
+    _, run_dir, result = family_runs(family, peft)
     export_dir = export_run(run_dir, tmp_path / "export")
     model, batch = load_exported(export_dir), decoder_batch()
     expected = result.model(**batch).logits
