@@ -142,3 +142,19 @@ def test_trained_model_carries_no_estimation_machinery(finished_run, tiny_model_
     for name, module in model.named_modules():
         assert not module._forward_pre_hooks and not module._forward_hooks, name
     assert all(p.is_contiguous() for p in model.parameters())
+
+
+def test_seed_decides_the_fresh_head_and_lora_of_a_run(base_model_dir, tiny_csv, tmp_path):
+    """The Trainer seeds only after the model exists; the stages seed first, so `--seed` varies the initial head and
+    LoRA A, and the same seed repeats a run exactly, even after other code drew random numbers."""
+    model_cfg, data_cfg, peft_cfg, *_ = configs(base_model_dir, tiny_csv)
+
+    def trained_state(name, seed):
+        torch.rand(7)  # whatever ran before in the process must not matter
+        result = train(model_cfg, data_cfg, peft_cfg, args_for(tmp_path / name, seed=seed, max_steps=1))
+        return {k: v.detach().clone() for k, v in result.model.named_parameters() if v.requires_grad}
+
+    first, again, other = trained_state("a", 1), trained_state("b", 1), trained_state("c", 2)
+    assert first.keys() == again.keys() == other.keys()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not any(torch.equal(first[k], other[k]) for k in first if "lora_B" not in k)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import save_file
-from transformers import AutoConfig
+from transformers import AutoConfig, set_seed
 from transformers.pytorch_utils import Conv1D
 
 from . import arch
@@ -300,9 +300,13 @@ def _check_kind_early(model_cfg: ModelConfig, task: TaskData) -> None:
     check_kind(config, task.kind)
 
 
-def load_task_base(model_cfg: ModelConfig, task: TaskData) -> BaseModel:
+def load_task_base(model_cfg: ModelConfig, task: TaskData, seed: int | None = None) -> BaseModel:
     """The base checkpoint as the task model for `task.kind` (see `heads`); a checkpoint that already has a trained
-    classification head must match a classification task's labels."""
+    classification head must match a classification task's labels. `seed` seeds every RNG first, so a fresh head
+    (and the PEFT modules injected next) start from the run's `--seed`: the Trainer seeds only once it is built,
+    after the model, so without this every seed began from the same head."""
+    if seed is not None:
+        set_seed(seed)
     _, config = load_config(model_cfg.model_name_or_path)
     if task.kind in ("classification", "regression"):
         has_head = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
@@ -320,7 +324,7 @@ def estimate(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSetting
     the keep sets that `--mask_convergence` watches."""
     out = check_output_dir(args.output_dir, overwrite) if save else None
     prepared = prepared or prepare(model_cfg, data_cfg)
-    base = load_task_base(model_cfg, prepared.task)
+    base = load_task_base(model_cfg, prepared.task, seed=args.seed)
     steps = estimation_steps(est_cfg, planned_steps(args, len(prepared.train_ds)))
     log.info("estimation: %d steps of masks + %s on %d linears", steps, peft_cfg.peft,
              len(arch.linear_names(base.model, peft_cfg.estimate_roles())))
@@ -349,7 +353,7 @@ def train(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, 
 
 
 def _train_into(stage_dir: Path, model_cfg, prepared: Prepared, peft_cfg, args, plan, estimate) -> RunResult:
-    base = load_task_base(model_cfg, prepared.task)
+    base = load_task_base(model_cfg, prepared.task, seed=args.seed)
     if isinstance(plan, (str, Path)):
         plan = Plan.load(plan)
     if isinstance(estimate, (str, Path)):
