@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from transformers import (AutoModelForCausalLM, AutoModelForQuestionAnswering, BertConfig, BertModel,
                           BertTokenizerFast, GPT2Config, LlamaConfig)
 
-from conftest import tiny_batch, tiny_config, tiny_model
+from conftest import save_tiny_model_dir, tiny_batch, tiny_config, tiny_model
 from helpers import adapters_everywhere, random_plan
 from lightpeft import (DataConfig, EstimateConfig, LightPeftError, LightPeftTrainingArguments, ModelConfig,
                        PeftSettings, PlanConfig, export_run, load_exported, load_pruned, masks, run)
@@ -481,3 +481,15 @@ def test_a_regression_task_base_starts_at_the_mean_training_score(base_model_dir
     base = load_task_base(ModelConfig(model_name_or_path=str(base_model_dir)), task)
     assert task.is_regression
     assert base.model.classifier.bias.item() == pytest.approx(sum(task.train["label"]) / len(task.train), rel=1e-6)
+
+
+def test_a_trained_regression_head_of_the_checkpoint_keeps_its_bias(tmp_path):
+    model_dir = save_tiny_model_dir(tmp_path / "base")
+    model = tiny_model("bert", num_labels=1)
+    with torch.no_grad():
+        model.classifier.bias.fill_(-1.25)  # as if fine-tuned on scores before
+    model.save_pretrained(model_dir)
+    (tmp_path / "sts.csv").write_text("text,label\n" + "\n".join(f"w{i % 9 + 5},{i % 4 + 0.5}" for i in range(20)))
+    task = load_task(DataConfig(task=str(tmp_path / "sts.csv")))
+    base = load_task_base(ModelConfig(model_name_or_path=str(model_dir)), task)
+    assert base.model.classifier.bias.item() == pytest.approx(-1.25)

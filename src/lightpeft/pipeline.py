@@ -312,7 +312,8 @@ def load_task_base(model_cfg: ModelConfig, task: TaskData, seed: int | None = No
         has_head = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
         check_labels_fit(task, config.num_labels if has_head else None)
     base = load_base(model_cfg.model_name_or_path, task.num_labels, regression=task.is_regression, kind=task.kind)
-    if task.is_regression and len(task.train):
+    fresh_head = any(key.startswith(f"{name}.") for key in base.fresh_keys for name in head_modules(base.model))
+    if task.is_regression and fresh_head and len(task.train):  # a checkpoint's trained head keeps its bias
         init_regression_bias(base.model, float(np.mean(task.train[LABEL])))
     return base
 
