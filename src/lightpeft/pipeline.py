@@ -304,7 +304,8 @@ def load_task_base(model_cfg: ModelConfig, task: TaskData, seed: int | None = No
     """The base checkpoint as the task model for `task.kind` (see `heads`); a checkpoint that already has a trained
     classification head must match a classification task's labels. `seed` seeds every RNG first, so a fresh head
     (and the PEFT modules injected next) start from the run's `--seed`: the Trainer seeds only once it is built,
-    after the model, so without this every seed began from the same head."""
+    after the model, so without this they came from torch's per-process random seed and `--seed` did not repeat a
+    run."""
     if seed is not None:
         set_seed(seed)
     _, config = load_config(model_cfg.model_name_or_path)
