@@ -179,8 +179,13 @@ def prune(base: BaseModel, plan: Plan, estimate: Estimate | None = None):
     return build_model(base, plan, state)
 
 
+def _head_prefixes(model) -> tuple[str, ...]:
+    """`classifier.`, `score.`, ...: the state-dict prefixes of the model's task heads."""
+    return tuple(n + "." for n in head_modules(model))
+
+
 def _fresh_backbone_state(base: BaseModel, model) -> dict[str, torch.Tensor]:
-    heads = tuple(n + "." for n in head_modules(model))
+    heads = _head_prefixes(model)
     state = base.model.state_dict()
     return {FRESH_PREFIX + k: state[k].detach().cpu().clone() for k in base.fresh_keys
             if k in state and not k.startswith(heads)}
@@ -313,7 +318,8 @@ def load_task_base(model_cfg: ModelConfig, task: TaskData, seed: int | None = No
         has_head = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
         check_labels_fit(task, config.num_labels if has_head else None)
     base = load_base(model_cfg.model_name_or_path, task.num_labels, regression=task.is_regression, kind=task.kind)
-    fresh_head = any(key.startswith(f"{name}.") for key in base.fresh_keys for name in head_modules(base.model))
+    heads = _head_prefixes(base.model)
+    fresh_head = any(key.startswith(heads) for key in base.fresh_keys)
     if task.is_regression and fresh_head and len(task.train):  # a checkpoint's trained head keeps its bias
         init_regression_bias(base.model, float(np.mean(task.train[LABEL])))
     return base
