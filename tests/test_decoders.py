@@ -1,6 +1,7 @@
 """Decoders (OPT, GPT-2, Llama-style with grouped-query attention): generation with a KV cache after pruning, GQA
 bookkeeping, counts from the meta device, and whole runs reloaded with `load_pruned` (RoBERTa and XLM-R too)."""
 
+import inspect
 import warnings
 
 import pytest
@@ -37,11 +38,27 @@ def greedy(model, prompt: dict, use_cache: bool):
 
 PROMPT = {"input_ids": torch.tensor([[5, 9, 17, 33, 8, 41, 12], [7, 7, 60, 2, 91, 14, 30]]),
           "attention_mask": torch.ones(2, 7, dtype=torch.long)}
+# the `lightpeft predict` path: a batch of prompts of different lengths, padded on the left
+LEFT_PADDED = {"input_ids": torch.tensor([[5, 9, 17, 33, 8, 41, 12], [0, 0, 0, 2, 91, 14, 30]]),
+               "attention_mask": torch.tensor([[1] * 7, [0, 0, 0, 1, 1, 1, 1]])}
+PROMPTS = {"full": PROMPT, "left-padded": LEFT_PADDED}
+
+
+def cache_of(outputs):
+    """The KV cache a forward returned (`cache` since transformers 5.24, `past_key_values` before)."""
+    return outputs.cache if "cache" in outputs else outputs.past_key_values
+
+
+def with_cache(model, cache) -> dict:
+    """The forward keyword for a KV cache this transformers version takes."""
+    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    return {name: cache}
 
 
 @pytest.mark.parametrize("family", list(DECODERS))
 @pytest.mark.parametrize("case", PLANS)
-def test_generation_with_kv_cache_after_pruning_matches_the_masked_model(family, case):
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_generation_with_kv_cache_after_pruning_matches_the_masked_model(family, case, prompt):
     if "GQA" in case and family not in GQA_FAMILIES:
         pytest.skip("one KV head per query head: the GQA policy changes nothing")
     plan = random_plan(causal_lm(family), **PLANS[case])
@@ -51,19 +68,50 @@ def test_generation_with_kv_cache_after_pruning_matches_the_masked_model(family,
     masked = causal_lm(family)
     masks.set_binary(masks.attach_gates(masked, requires_grad=False).gates, plan.heads, plan.ffn)
 
-    tokens, scores = greedy(pruned, PROMPT, use_cache=True)
-    tokens_no_cache, scores_no_cache = greedy(pruned, PROMPT, use_cache=False)
-    tokens_masked, scores_masked = greedy(masked, PROMPT, use_cache=True)
+    prompt = PROMPTS[prompt]
+    tokens, scores = greedy(pruned, prompt, use_cache=True)
+    tokens_no_cache, scores_no_cache = greedy(pruned, prompt, use_cache=False)
+    tokens_masked, scores_masked = greedy(masked, prompt, use_cache=True)
     assert torch.equal(tokens, tokens_no_cache) and torch.equal(tokens, tokens_masked)
     assert torch.allclose(scores, scores_no_cache, atol=1e-5) and torch.allclose(scores, scores_masked, atol=1e-5)
 
     # a hand-written decoding loop: positions and masks come from the cache's length, also when layer 0 lost
     # its attention
-    cache = pruned(**PROMPT, use_cache=True).past_key_values
+    cache = cache_of(pruned(**prompt, use_cache=True))
     assert cache.layers[1].keys.shape[:2] == (2, len(plan.kept_kv_heads(1)))  # only the kept KV heads are cached
     assert cache.get_seq_length() == 7
-    step = pruned(input_ids=tokens[:, 7:8], past_key_values=cache, use_cache=True).logits[:, -1]
-    assert torch.allclose(step, pruned(input_ids=tokens[:, :8]).logits[:, -1], atol=1e-5)
+    mask = torch.cat([prompt["attention_mask"], torch.ones(2, 1, dtype=torch.long)], dim=1)
+    step = pruned(input_ids=tokens[:, 7:8], attention_mask=mask, use_cache=True, **with_cache(pruned, cache))
+    full = pruned(input_ids=tokens[:, :8], attention_mask=mask)
+    assert torch.allclose(step.logits[:, -1], full.logits[:, -1], atol=1e-5)
+
+
+@pytest.mark.parametrize("family", list(DECODERS))
+def test_static_cache_generation_after_pruning_matches_the_dynamic_cache(family):
+    """A static cache sizes each layer from the first keys it stores, so pruned layers (and empty ones) fit."""
+    plan = random_plan(causal_lm(family), **PLANS["layer 0 loses every head"])
+    pruned = prune_backbone(causal_lm(family), plan)
+    dynamic = pruned.generate(**LEFT_PADDED, max_new_tokens=6, min_new_tokens=6, do_sample=False, pad_token_id=0)
+    for chunking in ({}, {"prefill_chunk_size": 4}):  # a chunked prefill pre-allocates the static layers
+        static = pruned.generate(**LEFT_PADDED, max_new_tokens=6, min_new_tokens=6, do_sample=False, pad_token_id=0,
+                                 cache_implementation="static", **chunking)
+        assert torch.equal(dynamic, static), chunking
+
+
+def test_no_attention_finds_the_cache_under_any_keyword_and_refuses_a_missing_one():
+    """An upstream rename of the cache keyword must neither skip the cache entry nor go unnoticed."""
+    from transformers import DynamicCache
+
+    from lightpeft.surgery import find_cache
+    hidden = torch.zeros(2, 3, 8)
+    cache = DynamicCache()
+    assert find_cache((), {"cache": cache}) is cache and find_cache((), {"past_key_values": cache}) is cache
+    assert find_cache((), {"kv_store_of_the_future": cache}) is cache  # a new name is still found
+    assert find_cache((hidden, cache), {}) is cache  # and a positional one
+    NoAttention(layer_idx=0)(hidden, kv_store_of_the_future=cache)
+    assert cache.get_seq_length() == 3
+    with pytest.raises(LightPeftError, match="KV cache"):
+        NoAttention(layer_idx=0)(hidden, use_cache=True)
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama"])

@@ -13,12 +13,30 @@ from collections import Counter
 
 import torch
 from torch import nn
+from transformers.cache_utils import Cache, EncoderDecoderCache
 from transformers.pytorch_utils import Conv1D
 
 from . import arch
 from .errors import LightPeftError
 from .peft_modules import SLICED_WITH_STRUCTURE, WEIGHT_SUFFIXES
 from .plan import Plan
+
+
+# Keyword under which a decoder layer hands its attention module the KV cache: `cache` since transformers 5.24,
+# `past_key_values` before (a deprecated alias until 5.40), `layer_past` in older GPT-2 code.
+CACHE_KEYWORDS = ("cache", "past_key_values", "layer_past")
+
+
+def find_cache(args: tuple, kwargs: dict) -> Cache | None:
+    """The KV cache among an attention module's call arguments, whatever its keyword.
+
+    Known keywords first; then any argument that is a `Cache`. A cache passed under a name this module does not
+    know is still found, so an upstream rename cannot make a pruned layer silently skip its cache entry.
+    """
+    for name in CACHE_KEYWORDS:
+        if kwargs.get(name) is not None:
+            return kwargs[name]
+    return next((value for value in (*args, *kwargs.values()) if isinstance(value, Cache)), None)
 
 
 class NoAttention(nn.Module):
@@ -38,11 +56,21 @@ class NoAttention(nn.Module):
             self.add_module(output_name, output)
         self.layer_idx = layer_idx
 
-    def forward(self, hidden_states: torch.Tensor, *args, past_key_values=None, **kwargs):
+    def forward(self, hidden_states: torch.Tensor, *args, **kwargs):
         batch, length = hidden_states.shape[:2]
-        if past_key_values is not None and self.layer_idx is not None:
+        cache = find_cache(args, kwargs)
+        if cache is None and kwargs.get("use_cache"):
+            raise LightPeftError(
+                "the decoder layer asked for a KV cache but passed none that lightpeft recognises (keywords "
+                f"{', '.join(CACHE_KEYWORDS)}; got {sorted(kwargs)}): this transformers version is not supported by "
+                "lightpeft's head pruning yet; generate with use_cache=False or install the tested versions "
+                "(constraints.txt)"
+            )
+        if cache is not None and self.layer_idx is not None:
+            if isinstance(cache, EncoderDecoderCache):  # GPT-2 with cross-attention: this is self-attention
+                cache = cache.self_attention_cache
             placeholder = hidden_states.new_zeros(batch, 1, length, 1)  # (B, heads=1, T, head_dim=1)
-            past_key_values.update(placeholder, placeholder, self.layer_idx)
+            cache.update(placeholder, placeholder, self.layer_idx)
         context = hidden_states.new_zeros(*hidden_states.shape[:-1], 0)  # (B, T, 0)
         if self.output_name:
             return getattr(self, self.output_name)(context), None
@@ -172,6 +200,11 @@ def prune_backbone(model: nn.Module, plan: Plan) -> nn.Module:
             prune_heads(block, spec, heads, kv_heads, head_size, plan.num_heads)
         if len(neurons) < plan.ffn_size:
             prune_ffn(block, spec, neurons)
+    if hasattr(model, "_get_static_cache_init_shape"):
+        # generate(cache_implementation="static", prefill_chunk_size=...) pre-allocates every cache layer with the
+        # config's KV head count, which pruned layers no longer have; None is transformers' "cannot be early
+        # initialized", and each static layer then sizes itself from the first keys it stores
+        model._get_static_cache_init_shape = lambda: None
     return model
 
 
