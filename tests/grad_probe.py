@@ -67,12 +67,9 @@ class _GradRecorder(TrainerCallback):
         self.grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-def step_grads(kind: str, stage: str, batch_size: int, accumulation: int, out_dir: str, l1_coef: float = 0.0,
-               max_grad_norm: float = 1e9) -> tuple[dict[str, torch.Tensor], float]:
-    """(gradients by parameter name, grad norm clipping saw) of the first optimizer step on `rows(kind)`.
-
-    `stage`: `estimation` (EstimationTrainer: LoRA everywhere + gates, L1 `l1_coef`) or `training` (plain Trainer).
-    """
+def build_trainer(kind: str, stage: str, out_dir: str, l1_coef: float = 0.0, callbacks=(), **args) -> Trainer:
+    """A trainer from `make_trainer` on `rows(kind)`; `stage`: `estimation` (EstimationTrainer: LoRA everywhere +
+    gates, L1 `l1_coef`) or `training` (plain Trainer). `args`: TrainingArguments overrides."""
     model = tiny_task_model(kind)
     peft_model = inject(model, "lora", {"r": 4, "alpha": 8.0, "dropout": 0.0}, arch.linear_names(model, PEFT_ROLES))
     extra = {}
@@ -80,14 +77,19 @@ def step_grads(kind: str, stage: str, batch_size: int, accumulation: int, out_di
         handle = masks.attach_gates(model)
         extra = dict(cls=EstimationTrainer, gates=handle.gates, tracker=ImportanceTracker(peft_model, total_steps=1),
                      l1_coef=l1_coef, mask_lr_coef=1.0)
-    args = TrainingArguments(output_dir=out_dir, per_device_train_batch_size=batch_size,
-                             gradient_accumulation_steps=accumulation, max_steps=1, learning_rate=1e-3,
-                             max_grad_norm=max_grad_norm, logging_steps=1, save_strategy="no", report_to="none",
-                             disable_tqdm=True, use_cpu=True, seed=0, ddp_find_unused_parameters=False)
+    args = TrainingArguments(**{**dict(output_dir=out_dir, max_steps=1, learning_rate=1e-3, logging_steps=1,
+                                       save_strategy="no", report_to="none", disable_tqdm=True, use_cpu=True, seed=0,
+                                       ddp_find_unused_parameters=False), **args})
+    return make_trainer(peft_model, args, rows(kind), None, None, TrainerParts(default_data_collator),
+                        callbacks=list(callbacks), **extra)
+
+
+def step_grads(kind: str, stage: str, batch_size: int, accumulation: int, out_dir: str, l1_coef: float = 0.0,
+               max_grad_norm: float = 1e9) -> tuple[dict[str, torch.Tensor], float]:
+    """(gradients by parameter name, grad norm clipping saw) of the first optimizer step on `rows(kind)`."""
     recorder = _GradRecorder()
-    trainer = make_trainer(peft_model, args, rows(kind), None, None, TrainerParts(default_data_collator),
-                           callbacks=[recorder], **extra)
-    assert isinstance(trainer, Trainer)
+    trainer = build_trainer(kind, stage, out_dir, l1_coef, [recorder], per_device_train_batch_size=batch_size,
+                            gradient_accumulation_steps=accumulation, max_grad_norm=max_grad_norm)
     trainer.train()
     norm = next(h["grad_norm"] for h in trainer.state.log_history if "grad_norm" in h)
     return recorder.grads, float(norm)

@@ -61,9 +61,9 @@ class EstimationTrainer(Trainer):
         optimizer = super().create_optimizer(model)
         for p in gate_params:
             p.requires_grad_(True)
-        optimizer.add_param_group(
-            {"params": gate_params, "lr": self.args.learning_rate * self.mask_lr_coef, "weight_decay": 0.0}
-        )
+        # the reference's mask groups: lr x mask_lr_coef and the run's weight decay (0 in its scripts)
+        optimizer.add_param_group({"params": gate_params, "lr": self.args.learning_rate * self.mask_lr_coef,
+                                   "weight_decay": self.args.weight_decay})
         return optimizer
 
 
