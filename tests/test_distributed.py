@@ -1,4 +1,5 @@
-"""Two processes (torchrun, gloo on CPU) must end estimation with one plan, identical on every rank."""
+"""Two processes (torchrun, gloo on CPU) must end estimation with one plan, identical on every rank, and apply the
+same gradients per optimizer step as one process on the same rows."""
 
 import json
 import os
@@ -8,20 +9,43 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+from grad_probe import ROWS, step_grads
+from test_loss_scaling import assert_same_grads
+
+
+def _torchrun(script: str, *argv: str) -> subprocess.CompletedProcess:
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.run(
+        [torchrun, "--standalone", "--nproc_per_node", "2", str(Path(__file__).parent / script), *argv],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
 
 
 @pytest.mark.distributed
 def test_two_processes_produce_one_identical_plan(tiny_model_dir, tiny_csv, tmp_path):
-    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
-    script = Path(__file__).parent / "distributed_estimate.py"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run(
-        [torchrun, "--standalone", "--nproc_per_node", "2", str(script), str(tiny_model_dir), str(tiny_csv),
-         str(tmp_path)],
-        capture_output=True, text=True, timeout=300, env=env,
-    )
+    proc = _torchrun("distributed_estimate.py", str(tiny_model_dir), str(tiny_csv), str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert all(r["world_size"] == 2 for r in ranks)
     assert ranks[0]["plan"] == ranks[1]["plan"]
     assert ranks[0]["module_importance"] == ranks[1]["module_importance"]
+
+
+@pytest.mark.distributed
+def test_two_processes_apply_the_same_step_gradients_as_one(tmp_path):
+    """Task gradient = mean over the step's rows, L1 gradient = lambda * sign(gate): the same on 2 processes (with
+    and without accumulation) as on one."""
+    proc = _torchrun("distributed_grads.py", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    saved = torch.load(tmp_path / "grads.pt")
+    assert saved["world_size"] == 2
+    one_process = {}
+    for (kind, stage, l1_coef, accumulation), (grads, norm) in saved["results"].items():
+        if (kind, stage, l1_coef) not in one_process:
+            one_process[kind, stage, l1_coef] = step_grads(kind, stage, ROWS, 1, str(tmp_path / "one"), l1_coef)
+        want, want_norm = one_process[kind, stage, l1_coef]
+        assert_same_grads(grads, want)
+        assert norm == pytest.approx(want_norm, rel=1e-4), (kind, stage, l1_coef, accumulation)

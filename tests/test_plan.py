@@ -25,6 +25,25 @@ def test_paper_head_counts():
     assert num_to_prune(12, 0.0) == 0
 
 
+REFERENCE_RATIO = 0.333333333  # the reference scripts' attn_pruning_ratio and ffn_pruning_ratio
+
+
+@pytest.mark.parametrize("n", [12, 16, 3072, 4096, 4 * 4096, 12 * 3072, 24 * 4096])
+def test_default_ratios_prune_what_the_reference_scripts_prune(n):
+    """Heads per layer (12, 16), FFN per layer (3072, 4096) and global (L x d_ff): exactly 1/3 would prune one
+    more wherever (n - 1) is a multiple of 3 (16 heads: 6 instead of 5; 4096 neurons: 1366 instead of 1365)."""
+    scores = np.arange(n, dtype=float)
+    reference = int((scores <= np.quantile(scores, REFERENCE_RATIO)).sum())
+    cfg = PlanConfig()
+    assert num_to_prune(n, cfg.head_ratio) == reference
+    assert num_to_prune(n, cfg.ffn_ratio) == reference
+
+
+def test_default_head_ratio_prunes_5_of_16_heads_per_layer():
+    kept = keep_heads(torch.rand(3, 16, generator=torch.Generator().manual_seed(0)), PlanConfig())
+    assert [len(layer) for layer in kept] == [11, 11, 11]
+
+
 def test_lowest_signed_values_are_pruned_first():
     scores = torch.tensor([[0.9, -0.5, 0.1, 0.7], [0.2, 0.3, 0.4, 0.5]])
     assert keep_per_row(scores, 0.25, "layer") == [[0, 2, 3], [1, 2, 3]]
@@ -98,7 +117,8 @@ def test_gqa_per_group_policy_prunes_the_same_number_in_every_group():
 def test_single_kv_head_with_kv_group_policy_is_refused():
     with pytest.raises(LightPeftError, match="per_group"):
         keep_heads(torch.rand(2, 4), PlanConfig(), group_size=4)
-    assert [len(h) for h in keep_heads(torch.rand(2, 4), PlanConfig(gqa_policy="per_group"), group_size=4)] == [2, 2]
+    per_group = keep_heads(torch.rand(2, 4), PlanConfig(gqa_policy="per_group"), group_size=4)
+    assert [len(h) for h in per_group] == [3, 3]  # the default ratio prunes 1 of 4 heads, as the reference's
     with pytest.raises(LightPeftError, match="gqa_policy"):
         PlanConfig(gqa_policy="whole")
 

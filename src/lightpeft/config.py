@@ -200,13 +200,21 @@ class EstimateConfig:
 
 SCOPES = ("layer", "global")
 GQA_POLICIES = ("kv_group", "per_group")
+# The reference scripts' head and FFN ratio. Not 1/3: with the count rule floor(ratio * (n - 1)) + 1, exactly 1/3
+# prunes one more unit wherever n - 1 is a multiple of 3 (6 of 16 heads, 1366 of 4096 neurons, instead of 5, 1365).
+REFERENCE_THIRD = 0.333333333
 
 
 @dataclass
 class PlanConfig:
-    head_ratio: float = field(default=1 / 3, metadata={"help": "Fraction of attention heads to prune."})
+    head_ratio: float = field(
+        default=REFERENCE_THIRD,
+        metadata={"help": "Fraction of attention heads to prune (the reference's 0.333333333: 4 of 12, 5 of 16)."},
+    )
     head_scope: str = field(default="layer", metadata={"help": "`layer`: the ratio in every layer; `global`."})
-    ffn_ratio: float = field(default=1 / 3, metadata={"help": "Fraction of FFN neurons to prune."})
+    ffn_ratio: float = field(
+        default=REFERENCE_THIRD, metadata={"help": "Fraction of FFN neurons to prune (the reference's 0.333333333)."}
+    )
     ffn_scope: str = field(default="global", metadata={"help": "`global`: one threshold over all layers; `layer`."})
     module_ratio: float = field(default=0.75, metadata={"help": "Fraction of PEFT modules to prune (global)."})
     rank_ratio: float = field(default=0.5, metadata={"help": "Fraction of LoRA rank units to prune."})

@@ -4,8 +4,9 @@ Plain JSON, fingerprinted to its base.
 
 Selection follows the reference's quantile rule "prune a unit iff its score <= quantile(scores, ratio)" (numpy
 linear interpolation) in its count form: for n distinct scores that prunes exactly floor(ratio * (n - 1)) + 1
-units (ratio > 0), e.g. 4 of 12 heads and 5 of 16 at ratio 1/3. The count form stays well defined under ties
-(ties are broken by index) and prunes nothing at ratio 0, so ratio 0 reproduces vanilla structure exactly.
+units (ratio > 0), e.g. 4 of 12 heads and 5 of 16 at the reference's ratio 0.333333333 (the default; exactly 1/3
+prunes 6 of 16, as numpy's quantile does too). The count form stays well defined under ties (ties are broken by
+index) and prunes nothing at ratio 0, so ratio 0 reproduces vanilla structure exactly.
 
 Grouped-query attention (Llama, Mistral, Qwen): gates are per query head, but k/v rows are shared by a group of
 query heads, and `num_key_value_groups` (query heads per KV head) must stay one integer per layer. `keep_heads`

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 
 from transformers import Trainer, TrainingArguments
 
-from . import memory
+from . import heads, memory
 from .importance import ImportanceTracker
 from .masks import Gates
 from .data import make_collator, make_qa_compute_metrics
 from .metrics import make_hf_compute_metrics, token_nll_for_metrics
+from .peft_modules import hf_model
 
 PAD_MULTIPLE = 16
 
@@ -24,7 +25,8 @@ PAD_MULTIPLE = 16
 class EstimationTrainer(Trainer):
     """`Trainer` plus the two things estimation needs inside the step, and a separate learning rate for the gates.
 
-    * L1 on the gates is a loss term, so gradient clipping sees it exactly as in the reference.
+    * L1 on the gates is a loss term, so gradient clipping sees it exactly as in the reference. Its gradient is
+      lambda * sign(gate) once per optimizer step, whatever the accumulation steps and processes.
     * Rank Taylor scores are read right after the backward that completes a step, before clipping.
     """
 
@@ -37,8 +39,9 @@ class EstimationTrainer(Trainer):
         result = super().compute_loss(model, inputs, return_outputs=return_outputs,
                                       num_items_in_batch=num_items_in_batch)
         penalty = self.l1_coef * self.gates.l1()
-        if self.model_accepts_loss_kwargs and num_items_in_batch is not None:
-            # Trainer will not divide this loss by the accumulation steps: keep lambda per optimizer step
+        if loss_scaled_for_ga(self, num_items_in_batch):
+            # training_step will not divide this loss by the accumulation steps: keep lambda per optimizer step.
+            # No process factor: DDP averages the penalty's (identical) gradients over processes.
             penalty = penalty / self.current_gradient_accumulation_steps
         if return_outputs:
             loss, outputs = result
@@ -58,9 +61,9 @@ class EstimationTrainer(Trainer):
         optimizer = super().create_optimizer(model)
         for p in gate_params:
             p.requires_grad_(True)
-        optimizer.add_param_group(
-            {"params": gate_params, "lr": self.args.learning_rate * self.mask_lr_coef, "weight_decay": 0.0}
-        )
+        # the reference's mask groups: lr x mask_lr_coef and the run's weight decay (0 in its scripts)
+        optimizer.add_param_group({"params": gate_params, "lr": self.args.learning_rate * self.mask_lr_coef,
+                                   "weight_decay": self.args.weight_decay})
         return optimizer
 
 
@@ -105,8 +108,31 @@ def trainer_parts(task, tokenizer, eval_features=None, max_answer_length: int = 
     return TrainerParts(collator, make_hf_compute_metrics(task.metric_kind))
 
 
+def loss_scaled_for_ga(trainer: Trainer, num_items_in_batch) -> bool:
+    """Whether `Trainer.training_step` takes the loss as already scaled for accumulation (its own rule, 5.24)."""
+    declared = getattr(trainer, "loss_is_scaled_for_ga", None)  # an attribute of recent transformers only
+    if declared is not None:
+        return declared
+    by_item_count = trainer.model_accepts_loss_kwargs and num_items_in_batch is not None
+    return by_item_count or trainer.compute_loss_func is not None
+
+
+def use_mean_loss_scaling(trainer: Trainer) -> None:
+    """Make a step's task gradient the mean over its micro-batches and processes, as the reference's loss / steps.
+
+    Every task model's forward takes `**kwargs`, so `Trainer` assumes its loss is a sum divided by the step's item
+    count (`num_items_in_batch`, counted over all micro-batches and processes): it skips the division by the
+    accumulation steps and multiplies by the process count. Only the causal-LM loss (ForCausalLMLoss) is that; the
+    classification, regression and QA heads return per-micro-batch means, which would then be summed over
+    accumulation steps and processes (transformers#47688), shrinking lambda relative to the task loss and making
+    clipping bite harder. For them, take the Trainer's plain-mean path (loss / accumulation steps).
+    """
+    if heads.kind_of_model(hf_model(trainer.model)) != "causal_lm":
+        trainer.model_accepts_loss_kwargs = False
+
+
 def make_trainer(model, args, train_ds, eval_ds, tokenizer, parts: TrainerParts, cls=Trainer, **extra) -> Trainer:
-    return cls(
+    trainer = cls(
         model=model,
         args=args,
         train_dataset=train_ds,
@@ -118,6 +144,8 @@ def make_trainer(model, args, train_ds, eval_ds, tokenizer, parts: TrainerParts,
         preprocess_logits_for_metrics=parts.preprocess_logits_for_metrics,
         **extra,
     )
+    use_mean_loss_scaling(trainer)
+    return trainer
 
 
 @dataclass
