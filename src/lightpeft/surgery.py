@@ -13,7 +13,7 @@ from collections import Counter
 
 import torch
 from torch import nn
-from transformers.pytorch_utils import Conv1D
+from transformers import Conv1D
 
 from . import arch
 from .errors import LightPeftError
