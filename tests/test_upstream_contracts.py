@@ -549,6 +549,17 @@ def test_trainer_step_order_and_loss_scaling(model_cls, tmp_path):
     assert [s for s, _ in callback.steps] == [1, 2]
 
 
+def test_trainer_optimizer_groups_hold_only_trainable_parameters(tmp_path):
+    """EstimationTrainer keeps the gates out of Trainer's default parameter groups by freezing them while
+    `Trainer.create_optimizer` builds the groups, then adds them as a group of their own."""
+    model = _Toy()
+    model.frozen = nn.Parameter(torch.ones(2), requires_grad=False)
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True, save_strategy="no")
+    optimizer = Trainer(model=model, args=args).create_optimizer()
+    grouped = [p for group in optimizer.param_groups for p in group["params"]]
+    assert any(p is model.w for p in grouped) and not any(p is model.frozen for p in grouped)
+
+
 # ------------------------------------------------------------------------------------------ command line
 
 
