@@ -16,7 +16,7 @@ import dataclasses
 from collections.abc import Callable
 
 from torch import nn
-from transformers.pytorch_utils import Conv1D
+from transformers import Conv1D
 
 from . import arch, heads
 from .config import PlanConfig

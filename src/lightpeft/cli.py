@@ -16,6 +16,7 @@ Every subcommand takes `--config FILE.yaml|json`; flags given on the command lin
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -62,7 +63,7 @@ def parse(command: str, argv: list[str]):
     config_path = _pop_config(argv)
     if config_path:
         values = read_config_file(config_path)
-        known = {action.dest for action in parser._actions}
+        known = flag_names(COMMANDS[command])
         unknown = sorted(set(values) - known)
         if unknown:
             raise LightPeftError(f"config file {config_path} has unknown keys: {', '.join(unknown)}; "
@@ -72,6 +73,11 @@ def parse(command: str, argv: list[str]):
     if _rest:
         raise LightPeftError(f"unknown arguments {' '.join(_rest)}; see `lightpeft {command} --help`")
     return configs
+
+
+def flag_names(dataclass_types) -> set[str]:
+    """The flags `HfArgumentParser` makes of `dataclass_types`: one per init field (`--no_X` sets X too)."""
+    return {f.name for cls in dataclass_types for f in dataclasses.fields(cls) if f.init}
 
 
 def _pop_config(argv: list[str]) -> str | None:

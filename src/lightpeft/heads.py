@@ -18,8 +18,9 @@ from __future__ import annotations
 import torch
 from peft import TaskType
 from torch import nn
-from transformers import (AutoModel, AutoModelForCausalLM, AutoModelForQuestionAnswering,
-                          AutoModelForSequenceClassification)
+from transformers import (MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_FOR_QUESTION_ANSWERING_MAPPING,
+                          MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING, MODEL_MAPPING, AutoModelForCausalLM,
+                          AutoModelForQuestionAnswering, AutoModelForSequenceClassification)
 
 from . import arch
 from .errors import LightPeftError
@@ -29,6 +30,14 @@ TASK_MODEL_CLASSES = {
     "regression": AutoModelForSequenceClassification,
     "qa": AutoModelForQuestionAnswering,
     "causal_lm": AutoModelForCausalLM,
+}
+# config class -> model class, as the Auto classes above resolve it (transformers' public mappings, the ones
+# `from_config` / `from_pretrained` consult)
+TASK_MODEL_MAPPINGS = {
+    "classification": MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING,
+    "regression": MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING,
+    "qa": MODEL_FOR_QUESTION_ANSWERING_MAPPING,
+    "causal_lm": MODEL_FOR_CAUSAL_LM_MAPPING,
 }
 # Trainable task heads, by attribute name: peft's SEQ_CLS `modules_to_save` and the QA span head. `lm_head` is not
 # one: a causal LM trains PEFT modules only (its lm_head is often the input embedding matrix, tied).
@@ -51,7 +60,7 @@ def check_kind(config, kind: str) -> None:
     if kind == "causal_lm" and spec.family in ENCODER_FAMILIES:
         raise LightPeftError(f"model type {config.model_type!r} is an encoder and cannot be fine-tuned as a causal LM "
                              f"(prompt/response data); use a decoder ({', '.join(DECODER_TYPES)})")
-    if type(config) not in TASK_MODEL_CLASSES[kind]._model_mapping:
+    if type(config) not in TASK_MODEL_MAPPINGS[kind]:
         raise LightPeftError(f"transformers has no {TASK_MODEL_CLASSES[kind].__name__[9:]} class for model type "
                              f"{config.model_type!r}, so it cannot do {kind} tasks; use another base checkpoint")
 
@@ -59,7 +68,7 @@ def check_kind(config, kind: str) -> None:
 def model_class(config, kind: str):
     """The concrete HF class for `kind` on `config`'s architecture (checked with `check_kind`)."""
     check_kind(config, kind)
-    return TASK_MODEL_CLASSES[kind]._model_mapping[type(config)]
+    return TASK_MODEL_MAPPINGS[kind][type(config)]
 
 
 def checkpoint_key_mapping(config, kind: str) -> dict[str, str] | None:
@@ -70,7 +79,7 @@ def checkpoint_key_mapping(config, kind: str) -> dict[str, str] | None:
     would load as missing and be initialised at random.
     """
     task_prefix = model_class(config, kind).base_model_prefix
-    backbone_prefix = AutoModel._model_mapping[type(config)].base_model_prefix
+    backbone_prefix = MODEL_MAPPING[type(config)].base_model_prefix
     if task_prefix == backbone_prefix:
         return None
     return {rf"^{backbone_prefix}\.": f"{task_prefix}."}

@@ -152,6 +152,12 @@ class ImportanceTracker:
             raise LightPeftError(
                 "no importance was recorded during estimation; raise --estimate_steps (the window needs >= 1 step)"
             )
+        silent = [name for name, count in zip(self.names, self.module_count.tolist()) if count == 0]
+        if silent:  # some modules ran their hooks, these never did: their importance would read as 0
+            raise LightPeftError(
+                f"{len(silent)} PEFT modules (first: {silent[0]}) never ran during estimation while the others did; "
+                "something bypasses their call (a fused or hub kernel, or a modeling change in transformers)"
+            )
         module = self.module_sum / self.module_count.clamp_min(1.0)
         rank = self.rank_sum / self.rank_count.clamp_min(1.0)
         return list(self.names), module.float().cpu(), rank.float().cpu()

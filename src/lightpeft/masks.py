@@ -3,7 +3,8 @@
 A head gate scales that head's slice of the context fed to the attention output projection; an FFN gate scales
 one neuron's activation fed to the FFN output projection. Both are forward pre-hooks on the output projection, so
 one mechanism covers GELU MLPs and SwiGLU alike, and the gated model equals the reference's gated attention
-probabilities (the context of head h is linear in its probabilities).
+probabilities (the context of head h is linear in its probabilities). A block that runs without calling one of its
+gated modules (a fused or hub kernel that bypasses the module call) is a LightPeftError, not silently ungated.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 from torch import nn
 
 from . import arch
+from .errors import LightPeftError
 
 GATES_ATTR = "lightpeft_gates"
 
@@ -47,8 +49,9 @@ class GateHandle:
             delattr(model, GATES_ATTR)
 
 
-def _scale_heads(gate_row: nn.Parameter, layer: int, head_size: int):
+def _scale_heads(gate_row: nn.Parameter, layer: int, head_size: int, ran: dict):
     def hook(module, args):
+        ran["head"] = True
         (x, *rest) = args
         b_t = x.shape[:-1]
         heads = x.reshape(*b_t, -1, head_size)  # (B, T, H*d) -> (B, T, H, d)
@@ -58,12 +61,31 @@ def _scale_heads(gate_row: nn.Parameter, layer: int, head_size: int):
     return hook
 
 
-def _scale_neurons(gate_row: nn.Parameter, layer: int):
+def _scale_neurons(gate_row: nn.Parameter, layer: int, ran: dict):
     def hook(module, args):
+        ran["ffn"] = True
         (x, *rest) = args
         return (x * gate_row[layer].to(x.dtype), *rest)  # (B, T, F) * (F,)
 
     return hook
+
+
+def _check_gates_ran(layer: int, ran: dict, paths: dict):
+    """Block hooks: a block that ran must have called both gated modules (a fused or hub kernel can bypass them)."""
+
+    def enter(module, args):
+        ran.update(head=False, ffn=False)
+
+    def leave(module, args, output):
+        missed = [f"{paths[kind]} ({kind} gates)" for kind in ("head", "ffn") if not ran[kind]]
+        if missed:
+            raise LightPeftError(
+                f"block {layer} ran without calling {' or '.join(missed)}, so those gates had no effect: something "
+                "bypasses that module's call (a fused or hub kernel, e.g. `use_kernels=True`, or a modeling change "
+                "in transformers); load the model without kernels"
+            )
+
+    return enter, leave
 
 
 def attach_gates(model: nn.Module, requires_grad: bool = True) -> GateHandle:
@@ -82,8 +104,13 @@ def attach_gates(model: nn.Module, requires_grad: bool = True) -> GateHandle:
     handle = GateHandle(gates)
     head_size = arch.head_size(model.config)
     for i, block in enumerate(layers):
-        handle.hooks.append(block.get_submodule(spec.o).register_forward_pre_hook(_scale_heads(gates.head, i, head_size)))
-        handle.hooks.append(block.get_submodule(spec.ffn_out).register_forward_pre_hook(_scale_neurons(gates.ffn, i)))
+        ran = {"head": False, "ffn": False}
+        o, ffn_out = block.get_submodule(spec.o), block.get_submodule(spec.ffn_out)
+        handle.hooks.append(o.register_forward_pre_hook(_scale_heads(gates.head, i, head_size, ran)))
+        handle.hooks.append(ffn_out.register_forward_pre_hook(_scale_neurons(gates.ffn, i, ran)))
+        enter, leave = _check_gates_ran(i, ran, {"head": spec.o, "ffn": spec.ffn_out})
+        handle.hooks.append(block.register_forward_pre_hook(enter))
+        handle.hooks.append(block.register_forward_hook(leave))
     return handle
 
 

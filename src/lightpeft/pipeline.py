@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 from transformers import AutoConfig, set_seed
-from transformers.pytorch_utils import Conv1D
+from transformers import Conv1D
 
 from . import arch
 from .config import (DataConfig, EstimateConfig, LightPeftTrainingArguments, ModelConfig, PeftSettings,

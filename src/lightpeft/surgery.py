@@ -9,12 +9,12 @@ FFN neuron keeps zero-width FFN linears, which compute the same thing (SwiGLU in
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import torch
 from torch import nn
-from transformers.cache_utils import Cache, EncoderDecoderCache
-from transformers.pytorch_utils import Conv1D
+from transformers import Cache, Conv1D, EncoderDecoderCache
 
 from . import arch
 from .errors import LightPeftError
@@ -141,6 +141,28 @@ HEAD_ATTRIBUTES = {
 }
 
 
+# Names of integer attributes that hold a head count or a width derived from one: any such attribute of an attention
+# module that is not in HEAD_ATTRIBUTES (and is not the per-head size) would keep its unpruned value after pruning
+COUNT_LIKE = re.compile(r"head|group|split")
+
+
+def check_head_attributes(attention: nn.Module, head_size: int) -> None:
+    """Refuse to prune heads of an attention module that keeps a head count we would not update.
+
+    Pruning updates the attributes in HEAD_ATTRIBUTES; an upstream rename (OPT's `num_heads` becoming `n_heads`, say)
+    would leave the forward reshaping with the old count, so fail loudly instead.
+    """
+    unknown = {name: value for name, value in vars(attention).items()
+               if type(value) is int and COUNT_LIKE.search(name) and name not in HEAD_ATTRIBUTES and value != head_size}
+    if unknown:
+        found = ", ".join(f"{name}={value}" for name, value in sorted(unknown.items()))
+        raise LightPeftError(
+            f"{type(attention).__name__} keeps {found}, which looks like a head count that pruning would not update "
+            f"(it updates {', '.join(HEAD_ATTRIBUTES)}); this transformers version changed the attention module, so "
+            "pruned heads would compute wrong outputs; use a transformers version lightpeft supports"
+        )
+
+
 def check_groups(layer: int, heads: list[int], kv_heads: list[int], group_size: int) -> None:
     """Every kept KV head must serve the same number of kept query heads, all from its own group."""
     per_kv = Counter(h // group_size for h in heads)
@@ -155,6 +177,8 @@ def check_groups(layer: int, heads: list[int], kv_heads: list[int], group_size: 
 def prune_heads(block: nn.Module, spec: arch.ArchSpec, heads: list[int], kv_heads: list[int], head_size: int,
                 num_heads: int) -> None:
     """Keep query `heads` and key/value `kv_heads` of one block: q/k/v output rows, o input columns, bookkeeping."""
+    if heads:
+        check_head_attributes(block.get_submodule(spec.attention), head_size)
     rows = head_rows(heads, head_size)
     if spec.fused_qkv:
         _slice(block, spec.q, fused_qkv_rows(heads, head_size, num_heads), "out")
