@@ -96,6 +96,11 @@ def test_static_cache_generation_after_pruning_matches_the_dynamic_cache(family)
         static = pruned.generate(**LEFT_PADDED, max_new_tokens=6, min_new_tokens=6, do_sample=False, pad_token_id=0,
                                  cache_implementation="static", **chunking)
         assert torch.equal(dynamic, static), chunking
+    # a cache the caller builds from the (unpruned) config: its layers also size themselves from the first keys
+    from transformers import DynamicCache
+    given = pruned.generate(**LEFT_PADDED, max_new_tokens=6, min_new_tokens=6, do_sample=False, pad_token_id=0,
+                            **with_cache(pruned, DynamicCache(config=pruned.config)))
+    assert torch.equal(dynamic, given)
 
 
 def test_no_attention_finds_the_cache_under_any_keyword_and_refuses_a_missing_one():
