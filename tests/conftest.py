@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import (AutoModelForSequenceClassification, BertConfig, GPT2Config, LlamaConfig, MistralConfig,
-                          OPTConfig, Qwen2Config, Qwen3Config, RobertaConfig, XLMRobertaConfig)
+from transformers import (
+    AutoModelForSequenceClassification,
+    BertConfig,
+    GPT2Config,
+    LlamaConfig,
+    MistralConfig,
+    OPTConfig,
+    Qwen2Config,
+    Qwen3Config,
+    RobertaConfig,
+    XLMRobertaConfig,
+)
 
 TINY = dict(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
             hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, max_position_embeddings=64)
@@ -121,8 +131,15 @@ def write_three_label_csv(path, rows: int = 90, seed: int = 1):
 
 def train_tiny_run(out, model_dir, csv, peft: str = "lora"):
     """estimate -> plan -> prune -> train on a tiny checkpoint (seconds); returns (run dir, RunResult)."""
-    from lightpeft import (DataConfig, EstimateConfig, LightPeftTrainingArguments, ModelConfig, PeftSettings,
-                           PlanConfig, run)
+    from lightpeft import (
+        DataConfig,
+        EstimateConfig,
+        LightPeftTrainingArguments,
+        ModelConfig,
+        PeftSettings,
+        PlanConfig,
+        run,
+    )
 
     args = LightPeftTrainingArguments(output_dir=str(out), num_train_epochs=1, per_device_train_batch_size=8,
                                       learning_rate=5e-3, logging_steps=5, disable_tqdm=True, seed=0, use_cpu=True)
@@ -158,8 +175,15 @@ def family_runs(tmp_path_factory):
     """`get(family, peft)` -> (base dir, run dir, RunResult) of estimate -> plan (head ratio 0.5) -> prune -> train
     on a saved tiny model of any family; each (family, peft) is trained once per session and shared by the tests
     that need it."""
-    from lightpeft import (DataConfig, EstimateConfig, LightPeftTrainingArguments, ModelConfig, PeftSettings,
-                           PlanConfig, run)
+    from lightpeft import (
+        DataConfig,
+        EstimateConfig,
+        LightPeftTrainingArguments,
+        ModelConfig,
+        PeftSettings,
+        PlanConfig,
+        run,
+    )
 
     data = write_tiny_csv(tmp_path_factory.mktemp("decoder-data") / "tiny.csv", rows=40)
     trained = {}

@@ -5,7 +5,7 @@ import os
 import sys
 
 from lightpeft import DataConfig, EstimateConfig, LightPeftTrainingArguments, ModelConfig, PeftSettings, make_plan
-from lightpeft.pipeline import estimate
+from lightpeft.stages.estimate import estimate
 
 
 def main(model_dir: str, csv: str, out: str) -> None:

@@ -8,15 +8,25 @@ agree across those settings.
 from __future__ import annotations
 
 import torch
-from transformers import (AutoModelForCausalLM, AutoModelForQuestionAnswering, AutoModelForSequenceClassification,
-                          Trainer, TrainerCallback, TrainingArguments, default_data_collator)
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForQuestionAnswering,
+    AutoModelForSequenceClassification,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    default_data_collator,
+)
+
+from lightpeft.config import PEFT_ROLES
+from lightpeft.core import arch
+from lightpeft.core.peft_modules import inject
+from lightpeft.core.training import TrainerParts, make_trainer
+from lightpeft.methods.light_peft import masks
+from lightpeft.methods.light_peft.importance import ImportanceTracker
+from lightpeft.methods.light_peft.trainer import EstimationTrainer
 
 from conftest import tiny_config
-from lightpeft import arch, masks
-from lightpeft.config import PEFT_ROLES
-from lightpeft.importance import ImportanceTracker
-from lightpeft.peft_modules import inject
-from lightpeft.training import EstimationTrainer, TrainerParts, make_trainer
 
 ROWS, LENGTH = 8, 10
 KINDS = ("classification", "regression", "qa", "causal_lm")

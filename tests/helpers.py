@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
 
-from lightpeft import arch
-from lightpeft.adapters import add_adapters
-from lightpeft.config import ADAPTER_PLACEMENTS, PEFT_ROLES, PlanConfig
+from lightpeft.config import ADAPTER_PLACEMENTS, PEFT_ROLES
+from lightpeft.core import arch
+from lightpeft.core.adapters import add_adapters
+from lightpeft.core.models import BaseModel
+from lightpeft.core.peft_modules import SLICED_WITH_STRUCTURE, lora_layers, peft_units, wrap_with_lora
+from lightpeft.core.plan import Plan
 from lightpeft.fingerprint import fingerprint
-from lightpeft.models import BaseModel
-from lightpeft.peft_modules import SLICED_WITH_STRUCTURE, lora_layers, peft_units, wrap_with_lora
-from lightpeft.plan import Plan, choose, kv_heads_of
+from lightpeft.methods.light_peft.config import PlanConfig
+from lightpeft.methods.light_peft.selection import choose, kv_heads_of
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+SQUAD_MINI = TESTS / "fixtures" / "squad_mini.json"  # real Wikipedia passages, questions written for the tests
+# the original GLUE / SuperGLUE files beside the checkout (tests that need them skip without)
+SHARED_DATA = Path(os.environ.get("LIGHTPEFT_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
 def as_base(model) -> BaseModel:

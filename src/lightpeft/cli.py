@@ -25,10 +25,18 @@ from pathlib import Path
 import yaml
 from transformers import HfArgumentParser
 
-from .bench.config import BenchConfig
-from .config import (DataConfig, EstimateConfig, ExportConfig, LightPeftTrainingArguments, ModelConfig, PeftSettings,
-                     PlanConfig, PredictConfig, RunOptions)
-from .errors import LightPeftError
+from lightpeft.bench.config import BenchConfig
+from lightpeft.config import (
+    DataConfig,
+    ExportConfig,
+    LightPeftTrainingArguments,
+    ModelConfig,
+    PeftSettings,
+    PredictConfig,
+    RunOptions,
+)
+from lightpeft.errors import LightPeftError
+from lightpeft.methods.light_peft.config import EstimateConfig, PlanConfig
 
 COMMANDS = {
     "run": (ModelConfig, DataConfig, PeftSettings, EstimateConfig, PlanConfig, RunOptions, LightPeftTrainingArguments),
@@ -114,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, options, args) -> int:
-    from .pipeline import run
+    from lightpeft.stages.run import run
 
     summary = run(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, args, options).summary
     print(summary["summary_table"])
@@ -123,7 +131,7 @@ def _run(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, options, args) -> int
 
 
 def _estimate(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, options, args) -> int:
-    from .pipeline import estimate
+    from lightpeft.stages.estimate import estimate
 
     result = estimate(model_cfg, data_cfg, peft_cfg, est_cfg, args, overwrite=options.overwrite_output_dir,
                       plan_cfg=plan_cfg)
@@ -135,8 +143,8 @@ def _estimate(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, options, args) -
 
 
 def _plan(plan_cfg, options) -> int:
-    from .pipeline import make_plan
-    from .report import markdown_table
+    from lightpeft.methods.light_peft.planning import make_plan
+    from lightpeft.report import markdown_table
 
     if not options.estimate_dir or not options.plan_path:
         raise LightPeftError("`lightpeft plan` needs --estimate_dir DIR and --plan_path OUT.json")
@@ -151,11 +159,17 @@ def _plan(plan_cfg, options) -> int:
 
 
 def _train(model_cfg, data_cfg, peft_cfg, options, args) -> int:
-    from .pipeline import train
+    from lightpeft.core.plan import Plan
+    from lightpeft.methods.light_peft.estimate import Estimate
+    from lightpeft.methods.light_peft.planning import initial_state
+    from lightpeft.stages.train import train
 
     if options.estimate_dir and not options.plan_path:
         raise LightPeftError("--estimate_dir needs a --plan_path to prune with (make one with `lightpeft plan`)")
-    summary = train(model_cfg, data_cfg, peft_cfg, args, plan=options.plan_path, estimate=options.estimate_dir,
+    plan = Plan.load(options.plan_path) if options.plan_path else None
+    # Light-PEFT's plans continue from the estimated PEFT and head weights
+    init_state = initial_state(Estimate.load(options.estimate_dir), plan) if options.estimate_dir else None
+    summary = train(model_cfg, data_cfg, peft_cfg, args, plan=plan, init_state=init_state,
                     overwrite=options.overwrite_output_dir).summary
     print(f"{summary['kind']}: best {summary['metric']} {summary['best_metric']:.4f}, final "
           f"{summary['final_metric']:.4f}, trainable params {summary['trainable_params']:,}, "
@@ -164,7 +178,7 @@ def _train(model_cfg, data_cfg, peft_cfg, options, args) -> int:
 
 
 def _predict(cfg) -> int:
-    from .predict import predictions_table, run_predict
+    from lightpeft.stages.predict import predictions_table, run_predict
 
     rows = run_predict(cfg)
     if cfg.output_file:
@@ -175,7 +189,7 @@ def _predict(cfg) -> int:
 
 
 def _export(cfg) -> int:
-    from .export import export_run
+    from lightpeft.stages.export import export_run
 
     out = export_run(cfg.run_dir, cfg.output_dir, cfg.model_name_or_path, cfg.overwrite_output_dir)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
@@ -184,8 +198,8 @@ def _export(cfg) -> int:
 
 
 def _bench(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, bench_cfg, options, args) -> int:
-    from .bench.report import markdown
-    from .bench.runner import run_bench
+    from lightpeft.bench.report import markdown
+    from lightpeft.bench.runner import run_bench
 
     bench = run_bench(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, bench_cfg, args,
                       overwrite=options.overwrite_output_dir)

@@ -9,15 +9,15 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 from transformers.activations import ACT2FN
 
-from .errors import LightPeftError
+from lightpeft.errors import LightPeftError
 
 
-def _check_ratio(name: str, value: float) -> None:
+def check_ratio(name: str, value: float) -> None:
     if not 0.0 <= value < 1.0:
         raise LightPeftError(f"--{name} must be in [0, 1), got {value}; 0 prunes nothing, 0.5 prunes half")
 
 
-def _check_positive(name: str, value: float | int | None) -> None:
+def check_positive(name: str, value: float | int | None) -> None:
     if value is not None and value <= 0:
         raise LightPeftError(f"--{name} must be > 0, got {value}")
 
@@ -73,14 +73,14 @@ class DataConfig:
     )
 
     def __post_init__(self):
-        _check_positive("max_seq_length", self.max_seq_length)
-        _check_positive("doc_stride", self.doc_stride)
-        _check_positive("max_answer_length", self.max_answer_length)
+        check_positive("max_seq_length", self.max_seq_length)
+        check_positive("doc_stride", self.doc_stride)
+        check_positive("max_answer_length", self.max_answer_length)
         if self.doc_stride is not None and self.doc_stride >= self.max_seq_length:
             raise LightPeftError(f"--doc_stride {self.doc_stride} must be smaller than --max_seq_length "
                                  f"{self.max_seq_length}; try {max(1, self.max_seq_length // 4)}")
-        _check_positive("max_train_samples", self.max_train_samples)
-        _check_positive("max_eval_samples", self.max_eval_samples)
+        check_positive("max_train_samples", self.max_train_samples)
+        check_positive("max_eval_samples", self.max_eval_samples)
         if not 0.0 < self.validation_fraction < 1.0:
             raise LightPeftError(f"--validation_fraction must be in (0, 1), got {self.validation_fraction}")
 
@@ -125,9 +125,9 @@ class PeftSettings:
     def __post_init__(self):
         if self.peft not in PEFT_TYPES:
             raise LightPeftError(f"--peft {self.peft!r} is not supported; use one of {', '.join(PEFT_TYPES)}")
-        _check_positive("lora_r", self.lora_r)
-        _check_positive("adapter_size", self.adapter_size)
-        _check_positive("adapter_init_std", self.adapter_init_std)
+        check_positive("lora_r", self.lora_r)
+        check_positive("adapter_size", self.adapter_size)
+        check_positive("adapter_init_std", self.adapter_init_std)
         for name in ("lora_dropout", "adapter_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise LightPeftError(f"--{name} must be in [0, 1), got {getattr(self, name)}")
@@ -155,119 +155,6 @@ class PeftSettings:
     def vanilla_roles(self) -> list[str]:
         """Roles that get a PEFT module in vanilla training (adapters: every placement role, full size)."""
         return list(self.vanilla_targets if self.peft == "lora" else ADAPTER_PLACEMENTS[self.adapter_placement])
-
-
-@dataclass
-class EstimateConfig:
-    l1_coef: float = field(default=1e-4, metadata={"help": "L1 coefficient on the head and FFN-neuron masks."})
-    mask_lr_coef: float = field(
-        default=1.0, metadata={"help": "Mask learning rate = learning_rate x this (the paper: 1, same as PEFT)."}
-    )
-    estimate_steps: int | None = field(
-        default=None, metadata={"help": "Estimation length in optimizer steps (overrides --estimate_fraction)."}
-    )
-    estimate_fraction: float = field(
-        default=0.1, metadata={"help": "Estimation length as a fraction of the training run's optimizer steps."}
-    )
-    importance_window: float = field(
-        default=0.5, metadata={"help": "Average importance over this last fraction of estimation (the paper: 0.5)."}
-    )
-    mask_convergence: float | None = field(
-        default=None,
-        metadata={"help": "Stop estimation early once at most this fraction of heads and of FFN neurons changes "
-                  "keep/prune status (at the plan's ratios) between checks, --convergence_patience checks in a "
-                  "row (EarlyBERT's mask distance; e.g. 0.02). The step count or fraction then caps the length."},
-    )
-    convergence_every: int | None = field(
-        default=None, metadata={"help": "Steps between mask checks (default: 5% of the estimation cap, >= 2)."}
-    )
-    convergence_patience: int = field(default=2, metadata={"help": "Calm checks in a row needed to stop."})
-
-    def __post_init__(self):
-        if self.l1_coef < 0:
-            raise LightPeftError(f"--l1_coef must be >= 0, got {self.l1_coef}")
-        _check_positive("mask_lr_coef", self.mask_lr_coef)
-        _check_positive("estimate_steps", self.estimate_steps)
-        if not 0.0 < self.estimate_fraction <= 1.0:
-            raise LightPeftError(f"--estimate_fraction must be in (0, 1], got {self.estimate_fraction}")
-        if self.mask_convergence is not None and not 0.0 <= self.mask_convergence < 1.0:
-            raise LightPeftError(f"--mask_convergence must be in [0, 1), got {self.mask_convergence}")
-        _check_positive("convergence_every", self.convergence_every)
-        _check_positive("convergence_patience", self.convergence_patience)
-        if not 0.0 < self.importance_window <= 1.0:
-            raise LightPeftError(f"--importance_window must be in (0, 1], got {self.importance_window}")
-
-
-SCOPES = ("layer", "global")
-GQA_POLICIES = ("kv_group", "per_group")
-# The reference scripts' head and FFN ratio. Not 1/3: with the count rule floor(ratio * (n - 1)) + 1, exactly 1/3
-# prunes one more unit wherever n - 1 is a multiple of 3 (6 of 16 heads, 1366 of 4096 neurons, instead of 5, 1365).
-REFERENCE_THIRD = 0.333333333
-
-
-@dataclass
-class PlanConfig:
-    head_ratio: float = field(
-        default=REFERENCE_THIRD,
-        metadata={"help": "Fraction of attention heads to prune (the reference's 0.333333333: 4 of 12, 5 of 16)."},
-    )
-    head_scope: str = field(default="layer", metadata={"help": "`layer`: the ratio in every layer; `global`."})
-    ffn_ratio: float = field(
-        default=REFERENCE_THIRD, metadata={"help": "Fraction of FFN neurons to prune (the reference's 0.333333333)."}
-    )
-    ffn_scope: str = field(default="global", metadata={"help": "`global`: one threshold over all layers; `layer`."})
-    module_ratio: float = field(default=0.75, metadata={"help": "Fraction of PEFT modules to prune (global)."})
-    rank_ratio: float = field(default=0.5, metadata={"help": "Fraction of LoRA rank units to prune."})
-    rank_scope: str = field(default="global", metadata={"help": "`global` over surviving modules, or `layer`."})
-    min_peft_layer: int = field(
-        default=0,
-        metadata={"help": "Keep PEFT modules only in blocks >= this index (same number of modules, chosen among "
-                  "those blocks). Backward stops at the lowest trainable block, so this cuts backward cost. "
-                  "0 = the paper's global choice."},
-    )
-    target_train_speedup: float | None = field(
-        default=None,
-        metadata={"help": "Budget instead of fixed ratios: the smallest head/FFN ratio (>= --head_ratio/--ffn_ratio) "
-                  "and lowest PEFT block whose counted training-step FLOPs are 1/this of vanilla PEFT's."},
-    )
-    target_params_fraction: float | None = field(
-        default=None,
-        metadata={"help": "Budget instead of fixed ratios: the smallest head/FFN ratio whose foundation model keeps "
-                  "at most this fraction of the parameters (e.g. 0.8)."},
-    )
-    budget_seq_length: int = field(
-        default=128, metadata={"help": "Tokens per example assumed by --target_train_speedup's FLOP count."}
-    )
-    round_to: int = field(
-        default=1,
-        metadata={"help": "Round each layer's kept FFN width to a multiple of this (highest gates kept). 1 = the "
-                  "paper; 32 or 64 give matmul-friendly widths (measured faster on CPU at the same FLOPs)."},
-    )
-    gqa_policy: str = field(
-        default="kv_group",
-        metadata={"help": "Grouped-query attention (Llama, Mistral, Qwen): `kv_group` prunes whole key/value groups "
-                  "(scored by the mean gate of their query heads; k/v and the KV cache shrink too); `per_group` "
-                  "prunes the same number of query heads in every group (k/v stay whole)."},
-    )
-
-    def __post_init__(self):
-        for name in ("head_ratio", "ffn_ratio", "module_ratio", "rank_ratio"):
-            _check_ratio(name, getattr(self, name))
-        _check_positive("round_to", self.round_to)
-        if self.min_peft_layer < 0:
-            raise LightPeftError(f"--min_peft_layer must be >= 0, got {self.min_peft_layer}")
-        if self.target_train_speedup is not None and self.target_train_speedup <= 1.0:
-            raise LightPeftError(f"--target_train_speedup must be > 1 (e.g. 2.0), got {self.target_train_speedup}")
-        if self.target_params_fraction is not None and not 0.0 < self.target_params_fraction < 1.0:
-            raise LightPeftError(f"--target_params_fraction must be in (0, 1), got {self.target_params_fraction}")
-        if self.target_train_speedup is not None and self.target_params_fraction is not None:
-            raise LightPeftError("give one budget: --target_train_speedup or --target_params_fraction, not both")
-        _check_positive("budget_seq_length", self.budget_seq_length)
-        for name in ("head_scope", "ffn_scope", "rank_scope"):
-            if getattr(self, name) not in SCOPES:
-                raise LightPeftError(f"--{name} must be one of {', '.join(SCOPES)}, got {getattr(self, name)!r}")
-        if self.gqa_policy not in GQA_POLICIES:
-            raise LightPeftError(f"--gqa_policy must be one of {', '.join(GQA_POLICIES)}, got {self.gqa_policy!r}")
 
 
 @dataclass
@@ -323,9 +210,9 @@ class PredictConfig:
     device: str | None = field(default=None, metadata={"help": "`cpu`, `cuda`, ... (default: cuda if available)."})
 
     def __post_init__(self):
-        _check_positive("batch_size", self.batch_size)
-        _check_positive("max_seq_length", self.max_seq_length)
-        _check_positive("max_new_tokens", self.max_new_tokens)
+        check_positive("batch_size", self.batch_size)
+        check_positive("max_seq_length", self.max_seq_length)
+        check_positive("max_new_tokens", self.max_new_tokens)
         if not self.run_dir:
             raise LightPeftError("`lightpeft predict` needs --run_dir DIR (a run or export directory)")
         if bool(self.text) == bool(self.input_file):
@@ -368,10 +255,6 @@ class LightPeftTrainingArguments(TrainingArguments):
     ddp_find_unused_parameters: bool | None = field(
         default=False, metadata={"help": "Every kept parameter is used in forward; skip DDP's extra graph walk."}
     )
-
-
-ALL_CONFIGS = (ModelConfig, DataConfig, PeftSettings, EstimateConfig, PlanConfig, RunOptions, PredictConfig,
-               ExportConfig)
 
 
 def to_dict(*configs) -> dict:

@@ -46,7 +46,7 @@ def read_versioned_json(path: Path, version: int, missing: str, corrupt_fix: str
 
     `missing` is the whole message for an absent file; the fixes end the corrupt and version messages.
     """
-    from .errors import LightPeftError
+    from lightpeft.errors import LightPeftError
 
     if not path.is_file():
         raise LightPeftError(missing)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from .errors import LightPeftError
+from lightpeft.errors import LightPeftError
 
 # Metric reported as `eval_<name>` and used for model selection, per metric kind.
 MAIN_METRIC = {

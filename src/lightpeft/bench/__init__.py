@@ -1,6 +1,6 @@
 """Side-by-side measurement of vanilla PEFT and Light-PEFT (`lightpeft bench`)."""
 
-from .config import BenchConfig
-from .runner import run_bench
+from lightpeft.bench.config import BenchConfig
+from lightpeft.bench.runner import run_bench
 
 __all__ = ["BenchConfig", "run_bench"]

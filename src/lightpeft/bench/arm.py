@@ -16,16 +16,18 @@ from pathlib import Path
 
 import torch
 
-from .. import memory
-from ..config import (DataConfig, EstimateConfig, LightPeftTrainingArguments, ModelConfig, PeftSettings, PlanConfig,
-                      RunOptions)
-from ..io import write_json
-from ..pipeline import prepare, run, train
-from ..runs import load_pruned
-from ..training import PAD_MULTIPLE
-from .flops import forward_flops, train_step_flops
-from .latency import batches_of, model_megabytes, time_inference
-from .profile import profile_training_step
+from lightpeft import memory
+from lightpeft.bench.flops import forward_flops, train_step_flops
+from lightpeft.bench.latency import batches_of, model_megabytes, time_inference
+from lightpeft.bench.profile import profile_training_step
+from lightpeft.config import DataConfig, LightPeftTrainingArguments, ModelConfig, PeftSettings, RunOptions
+from lightpeft.core.training import PAD_MULTIPLE
+from lightpeft.io import write_json
+from lightpeft.methods.light_peft.config import EstimateConfig, PlanConfig
+from lightpeft.stages.prepare import prepare
+from lightpeft.stages.run import run
+from lightpeft.stages.run_dir import load_pruned
+from lightpeft.stages.train import train
 
 
 def training_args_to_json(args: LightPeftTrainingArguments) -> dict:
@@ -128,7 +130,7 @@ def _timed_forms(model, prepared, collator, device, spec) -> dict:
 def _deployment_forms(spec: dict, model, prepared, collator, device) -> dict:
     """Inference of the run as trained (PEFT unmerged, on the rebuilt model) and of its `lightpeft export`
     (self-contained, LoRA merged, loaded with one call), plus the export's size on disk."""
-    from ..export import export_run, load_exported
+    from lightpeft.stages.export import export_run, load_exported
 
     unmerged = _timed_forms(model, prepared, collator, device, spec)
     export_dir = Path(spec["run_dir"]) / "export"
@@ -150,7 +152,7 @@ def main(argv: list[str]) -> int:
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
     if mode == "shape":
-        from .shapes import shape_arm
+        from lightpeft.bench.shapes import shape_arm
 
         _, _, peft_cfg, _, plan_cfg, _ = _configs(spec)
         result = shape_arm(spec, peft_cfg, plan_cfg)

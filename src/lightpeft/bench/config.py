@@ -6,7 +6,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 
-from ..errors import LightPeftError
+from lightpeft.errors import LightPeftError
 
 ARMS = ("vanilla", "light-peft")
 
@@ -21,7 +21,7 @@ def arm_label(arm: str) -> str:
 
 def parse_variant(variant: str) -> dict:
     """`key=value,key=value` PlanConfig overrides of one extra Light-PEFT arm, validated by PlanConfig itself."""
-    from ..config import PlanConfig
+    from lightpeft.methods.light_peft.config import PlanConfig
 
     overrides = {}
     for item in filter(None, (part.strip() for part in variant.split(","))):

@@ -7,7 +7,7 @@ import time
 
 import torch
 
-from .. import memory
+from lightpeft import memory
 
 WARMUP_BATCHES = 3
 

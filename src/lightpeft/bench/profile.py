@@ -17,9 +17,9 @@ from collections import defaultdict
 import torch
 from peft.tuners.lora import LoraLayer
 
-from .. import arch
-from ..adapters import AdapterLinear
-from .latency import LABEL_COLUMNS, MODEL_INPUTS
+from lightpeft.bench.latency import LABEL_COLUMNS, MODEL_INPUTS
+from lightpeft.core import arch
+from lightpeft.core.adapters import AdapterLinear
 
 ROLE_PART = {"q": "attention projections", "k": "attention projections", "v": "attention projections",
              "o": "attention projections", "ffn_in": "FFN linears", "ffn_out": "FFN linears"}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..report import markdown_table
-from .profile import PARTS
+from lightpeft.bench.profile import PARTS
+from lightpeft.report import markdown_table
 
 
 def _fmt(value, digits: int = 3):

@@ -18,14 +18,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..config import to_dict
-from ..errors import LightPeftError
-from ..io import atomic_path, write_json, write_text
-from ..pipeline import check_output_dir, environment
-from .aggregate import check_targets, compute_ratios, summarise_arm, tradeoff_points
-from .config import all_arms, arm_label, parse_variant
-from .arm import training_args_to_json
-from .report import markdown, plot, plot_tradeoff
+from lightpeft.bench.aggregate import check_targets, compute_ratios, summarise_arm, tradeoff_points
+from lightpeft.bench.arm import training_args_to_json
+from lightpeft.bench.config import all_arms, arm_label, parse_variant
+from lightpeft.bench.report import markdown, plot, plot_tradeoff
+from lightpeft.config import to_dict
+from lightpeft.errors import LightPeftError
+from lightpeft.io import atomic_path, write_json, write_text
+from lightpeft.stages.outputs import check_output_dir
+from lightpeft.stages.train import environment
 
 SCHEMA_VERSION = 1
 

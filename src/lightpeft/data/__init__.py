@@ -6,14 +6,14 @@ Prediction inputs: `read_texts` (unlabelled files), `encode_texts` (tokenized as
 `qa_windows` (questions to answer), `encode_prompts` (prompts to continue).
 """
 
-from .api import PAD_MULTIPLE, check_labels_fit, load_task, make_collator, tokenize_task
-from .classify import encode_texts
-from .glue import GLUE_FORMATS
-from .lm import IGNORE_INDEX, CausalLMCollator, encode_prompts
-from .qa import QA_EVAL_COLUMNS, make_qa_compute_metrics, postprocess_qa, qa_rows, qa_windows
-from .superglue import SUPERGLUE_FORMATS
-from .tables import read_texts
-from .task import METRIC_KINDS_OF_TASK, TASK_KINDS, TaskData
+from lightpeft.data.api import PAD_MULTIPLE, check_labels_fit, load_task, make_collator, tokenize_task
+from lightpeft.data.classify import encode_texts
+from lightpeft.data.glue import GLUE_FORMATS
+from lightpeft.data.lm import IGNORE_INDEX, CausalLMCollator, encode_prompts
+from lightpeft.data.qa import QA_EVAL_COLUMNS, make_qa_compute_metrics, postprocess_qa, qa_rows, qa_windows
+from lightpeft.data.superglue import SUPERGLUE_FORMATS
+from lightpeft.data.tables import read_texts
+from lightpeft.data.task import METRIC_KINDS_OF_TASK, TASK_KINDS, TaskData
 
 __all__ = [
     "GLUE_FORMATS",

@@ -8,17 +8,17 @@ from pathlib import Path
 import datasets
 from transformers import DataCollatorWithPadding
 
-from ..config import DataConfig
-from ..errors import LightPeftError
-from .classify import check_max_seq_length, tokenize_classification
-from .glue import GLUE_FORMATS, glue_task_of, load_glue_dir
-from .lm import causal_lm_collator, load_prompt_response_file, prompt_response_layout, tokenize_causal_lm
-from .packaged import PACKAGED_TASKS, load_packaged_task
-from .qa import QA_EVAL_COLUMNS, is_squad_content, load_squad, squad_files_in, tokenize_qa
-from .readers import read_json, read_table
-from .superglue import SUPERGLUE_FORMATS, is_superglue_dir, load_superglue_dir
-from .tables import DEFAULT_LABEL_COLUMN, existing_validation_file, load_hub_task, load_table_file
-from .task import TaskData, sample_rows
+from lightpeft.config import DataConfig
+from lightpeft.data.classify import check_max_seq_length, tokenize_classification
+from lightpeft.data.glue import GLUE_FORMATS, glue_task_of, load_glue_dir
+from lightpeft.data.lm import causal_lm_collator, load_prompt_response_file, prompt_response_layout, tokenize_causal_lm
+from lightpeft.data.packaged import PACKAGED_TASKS, load_packaged_task
+from lightpeft.data.qa import QA_EVAL_COLUMNS, is_squad_content, load_squad, squad_files_in, tokenize_qa
+from lightpeft.data.readers import read_json, read_table
+from lightpeft.data.superglue import SUPERGLUE_FORMATS, is_superglue_dir, load_superglue_dir
+from lightpeft.data.tables import DEFAULT_LABEL_COLUMN, existing_validation_file, load_hub_task, load_table_file
+from lightpeft.data.task import TaskData, sample_rows
+from lightpeft.errors import LightPeftError
 
 logger = logging.getLogger(__name__)
 

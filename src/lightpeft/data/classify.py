@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datasets
 
-from ..errors import LightPeftError
-from .task import LABEL, TEXT, TEXT_PAIR, TaskData
+from lightpeft.data.task import LABEL, TEXT, TEXT_PAIR, TaskData
+from lightpeft.errors import LightPeftError
 
 
 def tokenize_classification(

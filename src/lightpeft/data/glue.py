@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..config import DataConfig
-from ..errors import LightPeftError
-from .labels import EncodedLabels, check_no_empty_labels, encode_named_labels, parse_scores
-from .readers import first_line_fields, read_tsv, require_rows
-from .task import TaskData, column_list, make_dataset, split_frame
+from lightpeft.config import DataConfig
+from lightpeft.data.labels import EncodedLabels, check_no_empty_labels, encode_named_labels, parse_scores
+from lightpeft.data.readers import first_line_fields, read_tsv, require_rows
+from lightpeft.data.task import TaskData, column_list, make_dataset, split_frame
+from lightpeft.errors import LightPeftError
 
 logger = logging.getLogger(__name__)
 

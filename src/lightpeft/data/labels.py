@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import LightPeftError
+from lightpeft.errors import LightPeftError
 
 # Values that read as booleans get fixed ids (False = 0, True = 1) even if only one of them occurs.
 BOOLEAN_LABEL_NAMES = ["False", "True"]

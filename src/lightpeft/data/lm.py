@@ -16,11 +16,11 @@ import datasets
 import pandas as pd
 import torch
 
-from ..config import DataConfig
-from ..errors import LightPeftError
-from .readers import read_table
-from .tables import existing_validation_file
-from .task import TaskData, split_frame
+from lightpeft.config import DataConfig
+from lightpeft.data.readers import read_table
+from lightpeft.data.tables import existing_validation_file
+from lightpeft.data.task import TaskData, split_frame
+from lightpeft.errors import LightPeftError
 
 logger = logging.getLogger(__name__)
 

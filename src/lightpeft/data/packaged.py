@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .. import assets
-from ..config import DataConfig
-from .task import LABEL, TEXT, TaskData, grouped_split_indices, make_dataset
+from lightpeft import assets
+from lightpeft.config import DataConfig
+from lightpeft.data.task import LABEL, TEXT, TaskData, grouped_split_indices, make_dataset
 
 PACKAGED_TASKS = ("rotten_tomatoes",)
 

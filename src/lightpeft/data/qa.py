@@ -19,12 +19,12 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from ..config import DataConfig
-from ..errors import LightPeftError
-from ..metrics import compute_metrics
-from .classify import pair_separator
-from .readers import read_json
-from .task import TaskData, grouped_split_indices
+from lightpeft.config import DataConfig
+from lightpeft.data.classify import pair_separator
+from lightpeft.data.readers import read_json
+from lightpeft.data.task import TaskData, grouped_split_indices
+from lightpeft.errors import LightPeftError
+from lightpeft.metrics import compute_metrics
 
 logger = logging.getLogger(__name__)
 

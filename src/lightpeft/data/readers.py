@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import LightPeftError
-from .task import first_line
+from lightpeft.data.task import first_line
+from lightpeft.errors import LightPeftError
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl")
 

@@ -27,12 +27,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..config import DataConfig
-from ..errors import LightPeftError
-from .glue import normalized_task_name
-from .labels import encode_named_labels
-from .readers import read_json_records
-from .task import TaskData, make_dataset, split_frame
+from lightpeft.config import DataConfig
+from lightpeft.data.glue import normalized_task_name
+from lightpeft.data.labels import encode_named_labels
+from lightpeft.data.readers import read_json_records
+from lightpeft.data.task import TaskData, make_dataset, split_frame
+from lightpeft.errors import LightPeftError
 
 logger = logging.getLogger(__name__)
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import datasets
 import pandas as pd
 
-from ..config import DataConfig
-from ..errors import LightPeftError
-from .labels import check_no_empty_labels, encode_labels
-from .readers import TABLE_SUFFIXES, read_table
-from .task import TaskData, column_list, first_line, make_dataset, split_frame
+from lightpeft.config import DataConfig
+from lightpeft.data.labels import check_no_empty_labels, encode_labels
+from lightpeft.data.readers import TABLE_SUFFIXES, read_table
+from lightpeft.data.task import TaskData, column_list, first_line, make_dataset, split_frame
+from lightpeft.errors import LightPeftError
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import datasets
 import numpy as np
 import pandas as pd
 
-from ..errors import LightPeftError
+from lightpeft.errors import LightPeftError
 
 # Columns of classification / regression rows.
 TEXT, TEXT_PAIR, LABEL = "text", "text_pair", "label"

@@ -1,0 +1,126 @@
+"""Settings of Light-PEFT's two steps: estimation (`EstimateConfig`) and selection (`PlanConfig`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lightpeft.config import check_positive, check_ratio
+from lightpeft.errors import LightPeftError
+
+# The reference scripts' head and FFN ratio. Not 1/3: with the count rule floor(ratio * (n - 1)) + 1, exactly 1/3
+# prunes one more unit wherever n - 1 is a multiple of 3 (6 of 16 heads, 1366 of 4096 neurons, instead of 5, 1365).
+REFERENCE_THIRD = 0.333333333
+
+
+
+@dataclass
+class EstimateConfig:
+    l1_coef: float = field(default=1e-4, metadata={"help": "L1 coefficient on the head and FFN-neuron masks."})
+    mask_lr_coef: float = field(
+        default=1.0, metadata={"help": "Mask learning rate = learning_rate x this (the paper: 1, same as PEFT)."}
+    )
+    estimate_steps: int | None = field(
+        default=None, metadata={"help": "Estimation length in optimizer steps (overrides --estimate_fraction)."}
+    )
+    estimate_fraction: float = field(
+        default=0.1, metadata={"help": "Estimation length as a fraction of the training run's optimizer steps."}
+    )
+    importance_window: float = field(
+        default=0.5, metadata={"help": "Average importance over this last fraction of estimation (the paper: 0.5)."}
+    )
+    mask_convergence: float | None = field(
+        default=None,
+        metadata={"help": "Stop estimation early once at most this fraction of heads and of FFN neurons changes "
+                  "keep/prune status (at the plan's ratios) between checks, --convergence_patience checks in a "
+                  "row (EarlyBERT's mask distance; e.g. 0.02). The step count or fraction then caps the length."},
+    )
+    convergence_every: int | None = field(
+        default=None, metadata={"help": "Steps between mask checks (default: 5% of the estimation cap, >= 2)."}
+    )
+    convergence_patience: int = field(default=2, metadata={"help": "Calm checks in a row needed to stop."})
+
+    def __post_init__(self):
+        if self.l1_coef < 0:
+            raise LightPeftError(f"--l1_coef must be >= 0, got {self.l1_coef}")
+        check_positive("mask_lr_coef", self.mask_lr_coef)
+        check_positive("estimate_steps", self.estimate_steps)
+        if not 0.0 < self.estimate_fraction <= 1.0:
+            raise LightPeftError(f"--estimate_fraction must be in (0, 1], got {self.estimate_fraction}")
+        if self.mask_convergence is not None and not 0.0 <= self.mask_convergence < 1.0:
+            raise LightPeftError(f"--mask_convergence must be in [0, 1), got {self.mask_convergence}")
+        check_positive("convergence_every", self.convergence_every)
+        check_positive("convergence_patience", self.convergence_patience)
+        if not 0.0 < self.importance_window <= 1.0:
+            raise LightPeftError(f"--importance_window must be in (0, 1], got {self.importance_window}")
+
+
+SCOPES = ("layer", "global")
+
+
+GQA_POLICIES = ("kv_group", "per_group")
+
+
+@dataclass
+class PlanConfig:
+    head_ratio: float = field(
+        default=REFERENCE_THIRD,
+        metadata={"help": "Fraction of attention heads to prune (the reference's 0.333333333: 4 of 12, 5 of 16)."},
+    )
+    head_scope: str = field(default="layer", metadata={"help": "`layer`: the ratio in every layer; `global`."})
+    ffn_ratio: float = field(
+        default=REFERENCE_THIRD, metadata={"help": "Fraction of FFN neurons to prune (the reference's 0.333333333)."}
+    )
+    ffn_scope: str = field(default="global", metadata={"help": "`global`: one threshold over all layers; `layer`."})
+    module_ratio: float = field(default=0.75, metadata={"help": "Fraction of PEFT modules to prune (global)."})
+    rank_ratio: float = field(default=0.5, metadata={"help": "Fraction of LoRA rank units to prune."})
+    rank_scope: str = field(default="global", metadata={"help": "`global` over surviving modules, or `layer`."})
+    min_peft_layer: int = field(
+        default=0,
+        metadata={"help": "Keep PEFT modules only in blocks >= this index (same number of modules, chosen among "
+                  "those blocks). Backward stops at the lowest trainable block, so this cuts backward cost. "
+                  "0 = the paper's global choice."},
+    )
+    target_train_speedup: float | None = field(
+        default=None,
+        metadata={"help": "Budget instead of fixed ratios: the smallest head/FFN ratio (>= --head_ratio/--ffn_ratio) "
+                  "and lowest PEFT block whose counted training-step FLOPs are 1/this of vanilla PEFT's."},
+    )
+    target_params_fraction: float | None = field(
+        default=None,
+        metadata={"help": "Budget instead of fixed ratios: the smallest head/FFN ratio whose foundation model keeps "
+                  "at most this fraction of the parameters (e.g. 0.8)."},
+    )
+    budget_seq_length: int = field(
+        default=128, metadata={"help": "Tokens per example assumed by --target_train_speedup's FLOP count."}
+    )
+    round_to: int = field(
+        default=1,
+        metadata={"help": "Round each layer's kept FFN width to a multiple of this (highest gates kept). 1 = the "
+                  "paper; 32 or 64 give matmul-friendly widths (measured faster on CPU at the same FLOPs)."},
+    )
+    gqa_policy: str = field(
+        default="kv_group",
+        metadata={"help": "Grouped-query attention (Llama, Mistral, Qwen): `kv_group` prunes whole key/value groups "
+                  "(scored by the mean gate of their query heads; k/v and the KV cache shrink too); `per_group` "
+                  "prunes the same number of query heads in every group (k/v stay whole)."},
+    )
+
+    def __post_init__(self):
+        for name in ("head_ratio", "ffn_ratio", "module_ratio", "rank_ratio"):
+            check_ratio(name, getattr(self, name))
+        check_positive("round_to", self.round_to)
+        if self.min_peft_layer < 0:
+            raise LightPeftError(f"--min_peft_layer must be >= 0, got {self.min_peft_layer}")
+        if self.target_train_speedup is not None and self.target_train_speedup <= 1.0:
+            raise LightPeftError(f"--target_train_speedup must be > 1 (e.g. 2.0), got {self.target_train_speedup}")
+        if self.target_params_fraction is not None and not 0.0 < self.target_params_fraction < 1.0:
+            raise LightPeftError(f"--target_params_fraction must be in (0, 1), got {self.target_params_fraction}")
+        if self.target_train_speedup is not None and self.target_params_fraction is not None:
+            raise LightPeftError("give one budget: --target_train_speedup or --target_params_fraction, not both")
+        check_positive("budget_seq_length", self.budget_seq_length)
+        for name in ("head_scope", "ffn_scope", "rank_scope"):
+            if getattr(self, name) not in SCOPES:
+                raise LightPeftError(f"--{name} must be one of {', '.join(SCOPES)}, got {getattr(self, name)!r}")
+        if self.gqa_policy not in GQA_POLICIES:
+            raise LightPeftError(f"--gqa_policy must be one of {', '.join(GQA_POLICIES)}, got {self.gqa_policy!r}")

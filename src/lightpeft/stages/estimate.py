@@ -1,0 +1,36 @@
+"""The estimation stage (`lightpeft estimate`): a short joint run of gates and PEFT modules on many linears,
+written as an estimate directory.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from lightpeft.config import DataConfig, LightPeftTrainingArguments, ModelConfig, PeftSettings, to_dict
+from lightpeft.core import arch
+from lightpeft.core.training import planned_steps
+from lightpeft.methods.light_peft.config import EstimateConfig, PlanConfig
+from lightpeft.methods.light_peft.estimate import Estimate, estimation_steps, run_estimation
+from lightpeft.stages.outputs import check_output_dir, is_main_process
+from lightpeft.stages.prepare import Prepared, load_task_base, prepare
+
+log = logging.getLogger(__name__)
+
+
+def estimate(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, est_cfg: EstimateConfig,
+             args: LightPeftTrainingArguments, prepared: Prepared | None = None, save: bool = True,
+             overwrite: bool = False, plan_cfg: PlanConfig | None = None) -> Estimate:
+    """Estimation stage; writes `args.output_dir` (an estimate directory) when `save`. `plan_cfg`'s ratios define
+    the keep sets that `--mask_convergence` watches."""
+    out = check_output_dir(args.output_dir, overwrite) if save else None
+    prepared = prepared or prepare(model_cfg, data_cfg)
+    base = load_task_base(model_cfg, prepared.task, seed=args.seed)
+    steps = estimation_steps(est_cfg, planned_steps(args, len(prepared.train_ds)))
+    log.info("estimation: %d steps of masks + %s on %d linears", steps, peft_cfg.peft,
+             len(arch.linear_names(base.model, peft_cfg.estimate_roles())))
+    result = run_estimation(base, prepared.tokenizer, prepared.train_ds, prepared.trainer_parts(), args, peft_cfg,
+                            est_cfg, steps, plan_cfg, task_kind=prepared.task.kind)
+    result.meta["configs"] = to_dict(model_cfg, data_cfg, peft_cfg, est_cfg)
+    if save and is_main_process():
+        result.save(out)
+    return result

@@ -1,0 +1,194 @@
+"""Export a run as a self-contained compact model, and (LoRA runs) as a vanilla peft adapter.
+
+Export directory:
+  config.json              the base's HF config with the task's labels (the pruned shapes are in plan.json:
+                           an HF config cannot describe per-layer head and neuron counts)
+  model.safetensors        every tensor of the pruned model: LoRA merged into the pruned weights, adapters kept
+                           (tied tensors once: a causal LM's lm_head is re-tied to its input embeddings on load)
+  plan.json                the run's plan (pruned structure, PEFT modules)
+  export.json              schema version, base fingerprint, weights fingerprint, task (kind: which model class
+                           to rebuild; labels), files
+  tokenizer files          from the base (or the run's tokenizer)
+  peft/                    LoRA runs only: adapter_config.json + adapter_model.safetensors written by peft itself
+                           (explicit target_modules, rank_pattern, alpha_pattern keeping the method's scaling,
+                           modules_to_save for the head), and base_weights.safetensors: the pre-merge weights of
+                           the linears LoRA was merged into, so `load_pruned_base` restores the exact pruned base.
+
+`load_exported(E)` rebuilds the structure from plan.json on a weightless (meta) model and puts the stored
+tensors in, with no base checkpoint and no estimate. For the peft route:
+    base = load_pruned_base(E); model = peft.PeftModel.from_pretrained(base, E / "peft")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoConfig
+
+from lightpeft import __version__
+from lightpeft.core import heads
+from lightpeft.core.models import assign_tensors, load_tokenizer, model_tensors
+from lightpeft.core.peft_modules import inject_for_plan, lora_layers
+from lightpeft.core.plan import PLAN_FILE, Plan
+from lightpeft.core.surgery import prune_backbone
+from lightpeft.errors import LightPeftError
+from lightpeft.fingerprint import fingerprint
+from lightpeft.io import atomic_path, read_versioned_json, write_json
+from lightpeft.stages.run_dir import base_path_of, load_pruned, read_run
+
+EXPORT_FILE = "export.json"
+EXPORT_SCHEMA_VERSION = 1
+EXPORT_WEIGHTS_FILE = "model.safetensors"
+PEFT_DIR = "peft"
+UNMERGED_FILE = "base_weights.safetensors"
+
+
+def export_run(run_dir: str | Path, output_dir: str | Path, base: str | None = None,
+               overwrite: bool = False) -> Path:
+    """Write the export of `run_dir` (see the module docstring) to `output_dir`, atomically.
+
+    `base` is the run's base checkpoint (default: the one recorded in run.json); it must match the plan's
+    fingerprint. Every input is checked before anything is written.
+    """
+    out = Path(output_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise LightPeftError(f"--output_dir {out} already exists; pass --overwrite_output_dir or another directory")
+    summary = read_run(run_dir)
+    base_path = base_path_of(summary, run_dir, base)
+    model = load_pruned(base_path, run_dir)
+    plan = Plan.load(Path(run_dir) / PLAN_FILE)
+    tokenizer = load_tokenizer(base_path, summary.get("tokenizer_path"))
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        if plan.peft == "lora":
+            _save_vanilla_peft(model, tmp / PEFT_DIR)
+            model = model.merge_and_unload(safe_merge=True)  # new tensors: the base's stay untouched
+        _label_config(model.config, summary["task"]).save_pretrained(tmp)
+        save_file(_untied_tensors(model), tmp / EXPORT_WEIGHTS_FILE)
+        plan.save(tmp / PLAN_FILE)
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / EXPORT_FILE, {
+            "schema_version": EXPORT_SCHEMA_VERSION,
+            "lightpeft_version": __version__,
+            "kind": plan.kind,
+            "peft": plan.peft,
+            "merged": plan.peft == "lora",
+            "base_fingerprint": plan.base_fingerprint,
+            "base_path": base_path,
+            "weights_fingerprint": fingerprint(model),
+            "task": {**summary["task"], "kind": heads.kind_of(summary["task"])},
+            "peft_dir": PEFT_DIR if plan.peft == "lora" else None,
+        })
+    return out
+
+
+def _untied_tensors(model) -> dict[str, torch.Tensor]:
+    """Every parameter and buffer by name, a tensor shared by several names (tied embeddings) only under its first."""
+    seen, out = set(), {}
+    for name, (owner, attr) in model_tensors(model).items():
+        tensor = _tensor(owner, attr)
+        if id(tensor) not in seen:
+            seen.add(id(tensor))
+            out[name] = tensor.detach().contiguous().clone()
+    return out
+
+
+def _save_vanilla_peft(model, directory: Path) -> None:
+    """peft's own adapter files, plus the unmerged weights of the LoRA-wrapped linears (before they are merged)."""
+    model.save_pretrained(directory)
+    unmerged = {f"{name}.weight": layer.base_layer.weight.detach().contiguous().clone()  # merging changes weight only
+                for name, layer in lora_layers(model).items()}
+    save_file(unmerged, directory / UNMERGED_FILE)
+
+
+def _label_config(config, task: dict):
+    """The task model's config with readable labels (id2label) for pipelines and users."""
+    names = task.get("label_names")
+    if names and heads.kind_of(task) == "classification":
+        config.id2label = dict(enumerate(names))
+        config.label2id = {name: i for i, name in enumerate(names)}
+    return config
+
+
+def _tensor(owner: torch.nn.Module, attr: str) -> torch.Tensor | None:
+    return owner._parameters.get(attr, owner._buffers.get(attr))
+
+
+# ------------------------------------------------------------------------------------------------ loading
+
+
+def read_export(export_dir: str | Path) -> dict:
+    """export.json of an export directory, schema-checked."""
+    return read_versioned_json(
+        Path(export_dir) / EXPORT_FILE, EXPORT_SCHEMA_VERSION,
+        missing=f"{export_dir} is not an export directory (no {EXPORT_FILE}); pass what `lightpeft export` wrote",
+        corrupt_fix=" (not valid JSON); re-run `lightpeft export`",
+        version_fix="re-run `lightpeft export` with this version")
+
+
+def load_exported(export_dir: str | Path) -> torch.nn.Module:
+    """The exported task model in eval mode, in one call: no base checkpoint, no estimate.
+
+    Example:
+        >>> model = load_exported("exports/rt")  # doctest: +SKIP
+        >>> model.config.id2label[int(model(**batch).logits.argmax(-1)[0])]  # doctest: +SKIP
+    """
+    export_dir = Path(export_dir)
+    meta = read_export(export_dir)
+    plan = Plan.load(export_dir / PLAN_FILE)
+    plan.check_base(meta["base_fingerprint"])
+    model = _skeleton(export_dir, plan, merged=meta["merged"], kind=heads.kind_of(meta["task"]))
+    tensors = _load_tensors(export_dir / EXPORT_WEIGHTS_FILE)
+    assign_tensors(model, tensors, str(export_dir / EXPORT_WEIGHTS_FILE))
+    model.tie_weights()  # tied tensors were stored once (e.g. a causal LM's lm_head = its input embeddings)
+    missing = [name for name, (owner, attr) in model_tensors(model).items() if _tensor(owner, attr).is_meta]
+    if missing:
+        raise LightPeftError(f"{export_dir / EXPORT_WEIGHTS_FILE} lacks {len(missing)} tensors of the plan's model "
+                             f"(first: {missing[0]}); re-run `lightpeft export`")
+    if fingerprint(model) != meta["weights_fingerprint"]:
+        raise LightPeftError(f"{export_dir / EXPORT_WEIGHTS_FILE} is not the file this export wrote (weights fingerprint "
+                             "differs); re-run `lightpeft export`")
+    return model.eval()
+
+
+def load_pruned_base(export_dir: str | Path) -> torch.nn.Module:
+    """The pruned base of a LoRA export *without* LoRA merged in: what `E/peft` goes on with plain peft.
+
+    Example:
+        >>> from peft import PeftModel  # doctest: +SKIP
+        >>> model = PeftModel.from_pretrained(load_pruned_base("exports/rt"), "exports/rt/peft")  # doctest: +SKIP
+    """
+    export_dir = Path(export_dir)
+    meta = read_export(export_dir)
+    if not meta.get("peft_dir"):
+        raise LightPeftError(f"{export_dir} is an export of a {meta.get('peft')} run, which has no vanilla peft "
+                             "adapter; use load_exported")
+    model = load_exported(export_dir)
+    unmerged = _load_tensors(export_dir / meta["peft_dir"] / UNMERGED_FILE)
+    assign_tensors(model, unmerged, str(export_dir / meta["peft_dir"] / UNMERGED_FILE))
+    return model.eval()
+
+
+def _skeleton(export_dir: Path, plan: Plan, merged: bool, kind: str) -> torch.nn.Module:
+    """The plan's pruned task model of `kind` (and adapters, if not merged) without weights, on the meta device."""
+    try:
+        config = AutoConfig.from_pretrained(export_dir)
+    except (OSError, ValueError) as err:
+        raise LightPeftError(f"{export_dir}/config.json is missing or corrupt ({str(err).splitlines()[0]}); "
+                             "re-run `lightpeft export`") from None
+    model = heads.meta_task_model(config, kind)
+    with torch.device("meta"):
+        prune_backbone(model, plan)
+        if not merged:
+            inject_for_plan(model, plan)
+    return model
+
+
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(path)
+    except Exception as err:  # safetensors raises several types for missing or truncated files
+        raise LightPeftError(f"{path} is corrupt or missing ({type(err).__name__}); re-run `lightpeft export`") \
+            from None

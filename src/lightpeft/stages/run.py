@@ -1,0 +1,60 @@
+"""`lightpeft run`: estimate -> plan -> prune -> train in one output directory, and the vanilla baseline beside it
+when asked, with a summary table of both.
+"""
+
+from __future__ import annotations
+
+from lightpeft.config import DataConfig, LightPeftTrainingArguments, ModelConfig, PeftSettings, RunOptions
+from lightpeft.io import write_json
+from lightpeft.methods.light_peft.config import EstimateConfig, PlanConfig
+from lightpeft.methods.light_peft.planning import initial_state, make_plan
+from lightpeft.report import markdown_table
+from lightpeft.stages.estimate import estimate
+from lightpeft.stages.outputs import check_output_dir, is_main_process, staging
+from lightpeft.stages.prepare import Prepared, prepare
+from lightpeft.stages.run_dir import RUN_FILE
+from lightpeft.stages.train import PEFT_NAMES, RunResult, train_into
+
+
+def run(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, est_cfg: EstimateConfig,
+        plan_cfg: PlanConfig, args: LightPeftTrainingArguments, options: RunOptions | None = None,
+        prepared: Prepared | None = None) -> RunResult:
+    """Estimate, plan, prune and train in one output directory (and the vanilla baseline beside it if asked).
+
+    Layout: `estimate/`, `plan.json`, the trained run at the top level, `vanilla/` (optional), `summary.md`.
+    """
+    options = options or RunOptions()
+    out = check_output_dir(args.output_dir, options.overwrite_output_dir)
+    prepared = prepared or prepare(model_cfg, data_cfg)
+    with staging(out) as stage_dir:
+        est = estimate(model_cfg, data_cfg, peft_cfg, est_cfg, args, prepared, save=False, plan_cfg=plan_cfg)
+        if is_main_process():
+            est.save(stage_dir / "estimate")
+        plan = make_plan(est, plan_cfg)
+        result = train_into(stage_dir, model_cfg, prepared, peft_cfg, args, plan, initial_state(est, plan))
+        light = result.summary
+        light["estimate_seconds"] = est.meta["stats"]["seconds"]
+        rows = [_table_row("Light-PEFT", light)]
+        if options.compare_vanilla:
+            vanilla_dir = stage_dir / "vanilla"
+            vanilla_dir.mkdir()
+            vanilla = train_into(vanilla_dir, model_cfg, prepared, peft_cfg, args, None, None).summary
+            rows.insert(0, _table_row(f"vanilla {PEFT_NAMES[peft_cfg.peft]}", vanilla))
+        light["summary_table"] = summary_table(rows)
+        if is_main_process():
+            (stage_dir / "summary.md").write_text(light["summary_table"] + "\n")
+            write_json(stage_dir / RUN_FILE, light)
+    return result
+
+
+def _table_row(name: str, summary: dict) -> list:
+    counts = summary["plan_counts"]
+    return [name, summary["best_metric"], summary["final_metric"], summary["foundation_params"],
+            counts["foundation_pruned_fraction"], summary["trainable_params"], summary.get("estimate_seconds"),
+            summary["train_seconds_excluding_eval"], summary["peak_rss_mb"]]
+
+
+def summary_table(rows: list[list]) -> str:
+    headers = ["arm", "best dev metric", "final dev metric", "foundation params", "foundation pruned",
+               "trainable params", "estimate s", "train s (excl. eval)", "peak RSS MB"]
+    return markdown_table(headers, rows)

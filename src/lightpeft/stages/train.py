@@ -1,0 +1,159 @@
+"""The training stage (`lightpeft train`): vanilla PEFT without a plan, the pruned model with one.
+
+Every call builds a fresh model from the untouched base checkpoint, prunes it to the plan, injects the plan's PEFT
+modules and starts a fresh optimizer; it writes a run directory (see `run_dir`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import platform
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from lightpeft.config import DataConfig, LightPeftTrainingArguments, ModelConfig, PeftSettings, to_dict
+from lightpeft.core.build import build_model, fresh_backbone_state, vanilla_plan
+from lightpeft.core.peft_modules import export_state, hf_model
+from lightpeft.core.plan import Plan
+from lightpeft.core.training import make_trainer, measured
+from lightpeft.data import TaskData
+from lightpeft.io import write_json
+from lightpeft.metrics import GREATER_IS_BETTER, MAIN_METRIC
+from lightpeft.stages.outputs import check_output_dir, is_main_process, staging
+from lightpeft.stages.prepare import Prepared, load_task_base, prepare
+from lightpeft.stages.run_dir import RUN_FILE, RUN_SCHEMA_VERSION, RUN_WEIGHTS_FILE
+
+log = logging.getLogger(__name__)
+
+PEFT_NAMES = {"lora": "LoRA", "adapter": "adapter"}
+
+
+# ----------------------------------------------------------------------------------------------- planning
+
+
+
+
+
+
+@dataclass
+class RunResult:
+    """What a training stage leaves in memory: its summary (run.json), plan and trained peft model."""
+
+    summary: dict
+    plan: Plan
+    model: torch.nn.Module
+
+
+def train(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, args: LightPeftTrainingArguments,
+          plan: Plan | str | None = None, init_state: dict[str, torch.Tensor] | None = None,
+          prepared: Prepared | None = None, overwrite: bool = False, output_dir: str | Path | None = None
+          ) -> RunResult:
+    """Training stage: the pruned model of any `plan` (whichever method made it), or vanilla PEFT without one.
+
+    The plan says which PEFT kind sits on which module; `peft_cfg` only shapes the vanilla plan made when none is
+    given. `init_state`: plan-shaped PEFT and head weights to start from (Light-PEFT: `initial_state(estimate,
+    plan)`); without it they start fresh. Writes a run directory and returns the summary (also written as
+    run.json), the plan and the trained model.
+    """
+    out = check_output_dir(output_dir or args.output_dir, overwrite)
+    prepared = prepared or prepare(model_cfg, data_cfg)
+    with staging(out) as stage_dir:
+        return train_into(stage_dir, model_cfg, prepared, peft_cfg, args, plan, init_state)
+
+
+def train_into(stage_dir: Path, model_cfg, prepared: Prepared, peft_cfg, args, plan, init_state) -> RunResult:
+    base = load_task_base(model_cfg, prepared.task, seed=args.seed)
+    if isinstance(plan, (str, Path)):
+        plan = Plan.load(plan)
+    plan = plan or vanilla_plan(base, peft_cfg)
+    model = build_model(base, plan, init_state)
+    fresh_state = fresh_backbone_state(base, model)
+    stage_args = _stage_args(args, stage_dir / "trainer")
+    trainer = make_trainer(model, stage_args, prepared.train_ds, prepared.eval_ds, prepared.tokenizer,
+                           prepared.trainer_parts())
+    with measured() as stats:
+        trainer.train()
+    in_training = [h for h in trainer.state.log_history if "eval_runtime" in h]  # evaluations inside train()
+    stats.extra["eval_seconds"] = sum(h["eval_runtime"] for h in in_training)
+    final = in_training[-1] if in_training else trainer.evaluate()
+    summary = _summarise(plan, prepared.task, model, trainer, stats, in_training or [final], final)
+    summary["base_path"] = str(Path(base.path).resolve())  # `load_pruned` / `lightpeft predict` default
+    summary["tokenizer_path"] = model_cfg.tokenizer_name
+    summary["task"].update(prepared.task_record())
+    if is_main_process():
+        plan.save(stage_dir / "plan.json")
+        save_file({**export_state(model), **fresh_state}, stage_dir / RUN_WEIGHTS_FILE)
+        write_json(stage_dir / "log_history.json",
+                   {"schema_version": RUN_SCHEMA_VERSION, "log_history": trainer.state.log_history})
+        write_json(stage_dir / "run_config.json",
+                   {"schema_version": RUN_SCHEMA_VERSION, **to_dict(model_cfg, peft_cfg, args)})
+        write_json(stage_dir / RUN_FILE, summary)
+    _cleanup_trainer_dir(stage_dir / "trainer")
+    return RunResult(summary, plan, model.eval())
+
+
+def _stage_args(args, output_dir: Path):
+    return dataclasses.replace(args, output_dir=str(output_dir))
+
+
+def _cleanup_trainer_dir(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _summarise(plan: Plan, task: TaskData, model, trainer, stats, eval_history: list, final: dict) -> dict:
+    key = "eval_" + MAIN_METRIC[task.metric_kind]
+    scores = [h[key] for h in eval_history if key in h]
+    greater_is_better = GREATER_IS_BETTER[task.metric_kind]  # perplexity: lower is better
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    # the backbone's frozen weights: everything in it but the PEFT modules (the head lives outside the backbone)
+    foundation = sum(p.numel() for p in hf_model(model).base_model.parameters() if not p.requires_grad)
+    return {
+        "schema_version": RUN_SCHEMA_VERSION,
+        "kind": plan.kind,
+        "peft": plan.peft,
+        "task": {"name": task.name, "num_labels": task.num_labels, "metric_kind": task.metric_kind,
+                 "regression": task.is_regression, "label_names": task.label_names, "has_pair": task.has_pair,
+                 "train_rows": len(trainer.train_dataset), "eval_rows": len(trainer.eval_dataset)},
+        "base_fingerprint": plan.base_fingerprint,
+        "metric": MAIN_METRIC[task.metric_kind],
+        "greater_is_better": greater_is_better,
+        "final_metric": final.get(key),
+        "best_metric": (max(scores) if greater_is_better else min(scores)) if scores else None,
+        "final_eval": final,
+        "foundation_params": foundation,
+        "trainable_params": trainable,
+        "train_seconds": stats.seconds,
+        "train_seconds_excluding_eval": stats.seconds - stats.extra["eval_seconds"],
+        "peak_rss_mb": stats.peak_rss_mb,
+        "start_rss_mb": stats.start_rss_mb,
+        "peak_is_stage_only": stats.peak_is_stage_only,
+        "peak_cuda_mb": stats.peak_cuda_mb,
+        "optimizer_steps": trainer.state.global_step,
+        "plan_counts": plan.counts,
+        "plan_ratios": plan.ratios,
+        "environment": environment(),
+    }
+
+
+def environment() -> dict:
+    import peft
+    import transformers
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+            "peft": peft.__version__, "device": "cuda:" + torch.cuda.get_device_name() if torch.cuda.is_available()
+            else f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)", "machine": platform.machine()}
+
+
+# ----------------------------------------------------------------------------------------------- run
+
+
+
+
+
+
