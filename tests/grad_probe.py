@@ -18,9 +18,8 @@ from transformers import (
     default_data_collator,
 )
 
-from lightpeft.config import PEFT_ROLES
 from lightpeft.core import arch
-from lightpeft.core.peft_modules import inject
+from lightpeft.core.peft_kinds import PEFT_ROLES, get_kind
 from lightpeft.core.training import TrainerParts, make_trainer
 from lightpeft.methods.light_peft import masks
 from lightpeft.methods.light_peft.importance import ImportanceTracker
@@ -81,7 +80,8 @@ def build_trainer(kind: str, stage: str, out_dir: str, l1_coef: float = 0.0, cal
     """A trainer from `make_trainer` on `rows(kind)`; `stage`: `estimation` (EstimationTrainer: LoRA everywhere +
     gates, L1 `l1_coef`) or `training` (plain Trainer). `args`: TrainingArguments overrides."""
     model = tiny_task_model(kind)
-    peft_model = inject(model, "lora", {"r": 4, "alpha": 8.0, "dropout": 0.0}, arch.linear_names(model, PEFT_ROLES))
+    peft_model = get_kind("lora").inject(model, {"r": 4, "alpha": 8.0, "dropout": 0.0},
+                                         arch.linear_names(model, PEFT_ROLES), {})
     extra = {}
     if stage == "estimation":
         handle = masks.attach_gates(model)

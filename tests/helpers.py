@@ -7,12 +7,11 @@ from pathlib import Path
 
 import torch
 
-from lightpeft.config import ADAPTER_PLACEMENTS, PEFT_ROLES
 from lightpeft.core import arch
 from lightpeft.core.adapters import add_adapters
 from lightpeft.core.models import BaseModel
-from lightpeft.core.peft_modules import SLICED_WITH_STRUCTURE, lora_layers, peft_units, wrap_with_lora
-from lightpeft.core.plan import Plan
+from lightpeft.core.peft_kinds import ADAPTER_PLACEMENTS, PEFT_ROLES, get_kind, lora_layers, peft_units, wrap_with_lora
+from lightpeft.core.plan import Plan, with_kind
 from lightpeft.fingerprint import fingerprint
 from lightpeft.methods.light_peft.config import PlanConfig
 from lightpeft.methods.light_peft.selection import choose, kv_heads_of
@@ -71,11 +70,12 @@ def random_plan(model, cfg: PlanConfig, r: int = 4, alpha: float = 8.0, seed: in
     group = arch.kv_group_size(model.config)
     heads_kept, ffn_kept, modules = choose(head_masks, ffn_masks, names, torch.rand(len(names), generator=g),
                                            torch.rand(len(names), r, generator=g), cfg, roles, group,
-                                           drop_widthless=SLICED_WITH_STRUCTURE[peft])
+                                           drop_widthless=get_kind(peft).sliced_with_structure)
     peft_config = {"r": r, "alpha": alpha, "dropout": 0.0} if peft == "lora" else adapter_config(r, placement)
     return Plan(base_fingerprint=fingerprint(model), model_type=model.config.model_type, num_layers=layers,
                 num_heads=heads, head_size=arch.head_size(model.config), ffn_size=ffn, heads=heads_kept,
-                ffn=ffn_kept, peft=peft, peft_config=peft_config, peft_modules=modules, ratios=vars(cfg).copy(),
+                ffn=ffn_kept, peft_modules=with_kind(modules, peft), peft_configs={peft: peft_config},
+                ratios=vars(cfg).copy(),
                 num_kv_heads=arch.num_kv_heads(model.config), kv_heads=kv_heads_of(heads_kept, group))
 
 

@@ -7,10 +7,11 @@ from lightpeft.config import (
     ExportConfig,
     LightPeftTrainingArguments,
     ModelConfig,
-    PeftSettings,
     PredictConfig,
     RunOptions,
 )
+from lightpeft.core.build import vanilla_plan
+from lightpeft.core.peft_kinds import PeftSettings
 from lightpeft.core.plan import Plan
 from lightpeft.errors import LightPeftError
 from lightpeft.methods.light_peft.config import EstimateConfig, PlanConfig
@@ -21,7 +22,7 @@ from lightpeft.stages.export import export_run, load_exported, load_pruned_base
 from lightpeft.stages.predict import load_predictor, predict_texts
 from lightpeft.stages.run import run
 from lightpeft.stages.run_dir import load_pruned, load_tasks
-from lightpeft.stages.train import train, vanilla_plan
+from lightpeft.stages.train import train
 
 __all__ = [
     "DataConfig",

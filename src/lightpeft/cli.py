@@ -31,10 +31,10 @@ from lightpeft.config import (
     ExportConfig,
     LightPeftTrainingArguments,
     ModelConfig,
-    PeftSettings,
     PredictConfig,
     RunOptions,
 )
+from lightpeft.core.peft_kinds import PeftSettings
 from lightpeft.errors import LightPeftError
 from lightpeft.methods.light_peft.config import EstimateConfig, PlanConfig
 
@@ -171,7 +171,7 @@ def _train(model_cfg, data_cfg, peft_cfg, options, args) -> int:
     init_state = initial_state(Estimate.load(options.estimate_dir), plan) if options.estimate_dir else None
     summary = train(model_cfg, data_cfg, peft_cfg, args, plan=plan, init_state=init_state,
                     overwrite=options.overwrite_output_dir).summary
-    print(f"{summary['kind']}: best {summary['metric']} {summary['best_metric']:.4f}, final "
+    print(f"{summary['method']}: best {summary['metric']} {summary['best_metric']:.4f}, final "
           f"{summary['final_metric']:.4f}, trainable params {summary['trainable_params']:,}, "
           f"train {summary['train_seconds_excluding_eval']:.1f}s -> {args.output_dir}")
     return 0

@@ -7,7 +7,6 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
-from transformers.activations import ACT2FN
 
 from lightpeft.errors import LightPeftError
 
@@ -83,78 +82,6 @@ class DataConfig:
         check_positive("max_eval_samples", self.max_eval_samples)
         if not 0.0 < self.validation_fraction < 1.0:
             raise LightPeftError(f"--validation_fraction must be in (0, 1), got {self.validation_fraction}")
-
-
-PEFT_ROLES = ("q", "k", "v", "o", "ffn_in", "ffn_out")
-PEFT_TYPES = ("lora", "adapter")
-# Adapters sit on the OUTPUT of these roles' linears (before hidden dropout and LayerNorm).
-ADAPTER_PLACEMENTS = {"houlsby": ("o", "ffn_out"), "pfeiffer": ("ffn_out",)}
-
-
-@dataclass
-class PeftSettings:
-    peft: str = field(
-        default="lora",
-        metadata={"help": "PEFT method: `lora` (peft LoRA) or `adapter` (bottleneck adapters, see --adapter_*)."},
-    )
-    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
-    lora_alpha: float = field(default=16.0, metadata={"help": "LoRA alpha; scaling is alpha / r."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input."})
-    vanilla_targets: list[str] = field(
-        default_factory=lambda: ["q", "v"],
-        metadata={"help": f"Roles that get LoRA in vanilla training (no plan); roles: {', '.join(PEFT_ROLES)}. "
-                  "LoRA only: adapters go where --adapter_placement says."},
-    )
-    estimate_targets: list[str] = field(
-        default_factory=lambda: list(PEFT_ROLES),
-        metadata={"help": "Roles that get LoRA during estimation (the paper: all six linears of every block). "
-                  "LoRA only."},
-    )
-    adapter_size: int = field(default=8, metadata={"help": "Adapter bottleneck size (the paper: 8, = LoRA r)."})
-    adapter_placement: str = field(
-        default="houlsby",
-        metadata={"help": "`houlsby`: an adapter after the attention output and after the FFN output of every "
-                  "block (the paper); `pfeiffer`: after the FFN output only."},
-    )
-    adapter_activation: str = field(default="relu", metadata={"help": "Adapter bottleneck activation."})
-    adapter_dropout: float = field(default=0.1, metadata={"help": "Dropout on the adapter input."})
-    adapter_init_std: float = field(
-        default=0.02, metadata={"help": "Both adapter projections start from N(0, std^2) (the paper: 0.02)."}
-    )
-
-    def __post_init__(self):
-        if self.peft not in PEFT_TYPES:
-            raise LightPeftError(f"--peft {self.peft!r} is not supported; use one of {', '.join(PEFT_TYPES)}")
-        check_positive("lora_r", self.lora_r)
-        check_positive("adapter_size", self.adapter_size)
-        check_positive("adapter_init_std", self.adapter_init_std)
-        for name in ("lora_dropout", "adapter_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise LightPeftError(f"--{name} must be in [0, 1), got {getattr(self, name)}")
-        for role in [*self.vanilla_targets, *self.estimate_targets]:
-            if role not in PEFT_ROLES:
-                raise LightPeftError(f"unknown PEFT target role {role!r}; choose from {', '.join(PEFT_ROLES)}")
-        if self.adapter_placement not in ADAPTER_PLACEMENTS:
-            raise LightPeftError(f"--adapter_placement must be one of {', '.join(ADAPTER_PLACEMENTS)}, "
-                                 f"got {self.adapter_placement!r}")
-        if self.adapter_activation not in ACT2FN:
-            raise LightPeftError(f"--adapter_activation {self.adapter_activation!r} is unknown; try relu, gelu, "
-                                 "silu or tanh")
-
-    def method_config(self) -> dict:
-        """The settings a plan records for its PEFT type; `r` is the units per module (rank or bottleneck size)."""
-        if self.peft == "lora":
-            return {"r": self.lora_r, "alpha": self.lora_alpha, "dropout": self.lora_dropout}
-        return {"r": self.adapter_size, "dropout": self.adapter_dropout, "init_std": self.adapter_init_std,
-                "activation": self.adapter_activation, "scaling": 1.0, "placement": self.adapter_placement}
-
-    def estimate_roles(self) -> list[str]:
-        """Roles that get a PEFT module during estimation."""
-        return list(self.estimate_targets if self.peft == "lora" else ADAPTER_PLACEMENTS[self.adapter_placement])
-
-    def vanilla_roles(self) -> list[str]:
-        """Roles that get a PEFT module in vanilla training (adapters: every placement role, full size)."""
-        return list(self.vanilla_targets if self.peft == "lora" else ADAPTER_PLACEMENTS[self.adapter_placement])
 
 
 @dataclass

@@ -12,9 +12,9 @@ from lightpeft.bench.config import BenchConfig
 from lightpeft.bench.flops import forward_flops, train_step_flops
 from lightpeft.bench.profile import PARTS, lowest_trainable_layer, profile_training_step
 from lightpeft.cli import parse
-from lightpeft.config import DataConfig, ModelConfig, PeftSettings
+from lightpeft.config import DataConfig, ModelConfig
 from lightpeft.core import arch
-from lightpeft.core.peft_modules import wrap_with_lora
+from lightpeft.core.peft_kinds import PeftSettings, wrap_with_lora
 from lightpeft.core.surgery import prune_backbone
 from lightpeft.errors import LightPeftError
 from lightpeft.methods.light_peft.config import EstimateConfig, PlanConfig

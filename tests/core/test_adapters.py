@@ -3,18 +3,17 @@
 import pytest
 import torch
 
-from lightpeft.config import PeftSettings
 from lightpeft.core import arch
 from lightpeft.core.adapters import AdapterLinear, BottleneckAdapter, add_adapters
-from lightpeft.core.build import build_model
-from lightpeft.core.peft_modules import export_state, import_state, peft_units
+from lightpeft.core.build import build_model, vanilla_plan
+from lightpeft.core.peft_kinds import PeftSettings, peft_units
+from lightpeft.core.peft_modules import export_state, import_state
 from lightpeft.core.surgery import NoAttention, slice_peft_state
 from lightpeft.errors import LightPeftError
 from lightpeft.methods.light_peft import masks
 from lightpeft.methods.light_peft.config import PlanConfig
 from lightpeft.methods.light_peft.importance import ImportanceTracker
 from lightpeft.methods.light_peft.selection import choose
-from lightpeft.stages.train import vanilla_plan
 
 from conftest import tiny_batch, tiny_model
 from helpers import adapter_config, adapters_everywhere, as_base, random_plan

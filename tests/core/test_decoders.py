@@ -12,7 +12,7 @@ from lightpeft import LightPeftError, PlanConfig, load_pruned
 from lightpeft.core import arch
 from lightpeft.core.adapters import AdapterLinear
 from lightpeft.core.counts import count_plan
-from lightpeft.core.peft_modules import peft_units, wrap_with_lora
+from lightpeft.core.peft_kinds import peft_units, wrap_with_lora
 from lightpeft.core.surgery import NoAttention, prune_backbone
 from lightpeft.methods.light_peft import masks
 

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from lightpeft.config import PEFT_ROLES
 from lightpeft.core import arch
 from lightpeft.core.build import build_model
-from lightpeft.core.peft_modules import export_state, lora_layers
+from lightpeft.core.peft_kinds import PEFT_ROLES, lora_layers
+from lightpeft.core.peft_modules import export_state
 from lightpeft.core.surgery import NoAttention, slice_peft_state
 from lightpeft.methods.light_peft import masks
 from lightpeft.methods.light_peft.config import PlanConfig

@@ -39,7 +39,7 @@ from lightpeft.cli import main
 from lightpeft.core.counts import count_plan
 from lightpeft.core.heads import check_kind, init_regression_bias
 from lightpeft.core.models import load_base, load_tokenizer
-from lightpeft.core.peft_modules import hf_model, wrap_with_lora
+from lightpeft.core.peft_kinds import hf_model, wrap_with_lora
 from lightpeft.core.surgery import prune_backbone
 from lightpeft.data import load_task, make_collator, tokenize_task
 from lightpeft.methods.light_peft import masks

@@ -32,7 +32,8 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from lightpeft import LightPeftError
 from lightpeft.cli import COMMANDS, flag_names
 from lightpeft.core import arch, heads
-from lightpeft.core.peft_modules import ADAPTER, head_modules, lora_layers, peft_units, wrap_with_lora
+from lightpeft.core.peft_kinds import ADAPTER, lora_layers, peft_units, wrap_with_lora
+from lightpeft.core.peft_modules import head_modules
 from lightpeft.core.surgery import (
     HEAD_ATTRIBUTES,
     NoAttention,

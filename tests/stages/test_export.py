@@ -10,7 +10,7 @@ from peft import PeftModel
 from lightpeft import LightPeftError, export_run, load_exported, load_pruned_base
 from lightpeft.core import arch
 from lightpeft.core.adapters import AdapterLinear
-from lightpeft.core.peft_modules import lora_layers
+from lightpeft.core.peft_kinds import lora_layers
 
 from conftest import decoder_batch, example_batch, save_tiny_model_dir
 
@@ -51,7 +51,7 @@ def test_plain_peft_loads_the_exported_adapter_on_the_pruned_base(lora_export, l
     plan = json.loads((lora_export / "plan.json").read_text())
     assert sorted(config["target_modules"]) == sorted(plan["peft_modules"])
     assert config["rank_pattern"], "the light-peft plan pruned ranks: per-module ranks must be explicit"
-    r, alpha = plan["peft_config"]["r"], plan["peft_config"]["alpha"]
+    r, alpha = plan["peft_configs"]["lora"]["r"], plan["peft_configs"]["lora"]["alpha"]
     for key, rank in config["rank_pattern"].items():
         assert config["alpha_pattern"][key] / rank == pytest.approx(alpha / r)  # the method's scaling is kept
     assert "classifier" in config["modules_to_save"]

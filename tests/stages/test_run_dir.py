@@ -8,9 +8,9 @@ import torch
 from safetensors.torch import load_file
 
 from lightpeft import LightPeftError, load_pruned, load_tasks, make_plan, train
-from lightpeft.config import DataConfig, ModelConfig, PeftSettings
+from lightpeft.config import DataConfig, ModelConfig
 from lightpeft.core.adapters import AdapterLinear, adapter_layers
-from lightpeft.core.peft_modules import lora_layers, peft_units
+from lightpeft.core.peft_kinds import PeftSettings, lora_layers, peft_units
 
 from conftest import example_batch, save_tiny_model_dir
 
@@ -18,7 +18,8 @@ from conftest import example_batch, save_tiny_model_dir
 def test_adapter_run_is_light_peft_with_adapters(adapter_run):
     out, result = adapter_run
     plan = json.loads((out / "plan.json").read_text())
-    assert plan["schema_version"] == 2 and plan["peft"] == "adapter" and plan["kind"] == "light-peft"
+    assert plan["schema_version"] == 3 and plan["method"] == "light-peft" and list(plan["peft_configs"]) == ["adapter"]
+    assert {entry["kind"] for entry in plan["peft_modules"].values()} == {"adapter"}
     assert plan["counts"]["foundation_pruned_fraction"] > 0
     estimated = json.loads((out / "estimate/estimate.json").read_text())
     assert estimated["peft"] == "adapter" and len(estimated["module_names"]) == 4  # 2 layers x (o, ffn_out)

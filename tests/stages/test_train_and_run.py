@@ -54,8 +54,8 @@ def test_run_writes_every_artifact(finished_run):
                 "vanilla/run.json"]:
         assert (out / rel).is_file(), rel
     summary = json.loads((out / "run.json").read_text())
-    assert summary["kind"] == "light-peft" and summary["plan_counts"]["foundation_pruned_fraction"] > 0
-    assert json.loads((out / "vanilla/run.json").read_text())["kind"] == "vanilla"
+    assert summary["method"] == "light-peft" and summary["plan_counts"]["foundation_pruned_fraction"] > 0
+    assert json.loads((out / "vanilla/run.json").read_text())["method"] == "vanilla"
     assert "vanilla LoRA" in result.summary["summary_table"]
     assert not list(out.parent.glob(".run.*"))  # no staging leftovers
 

@@ -20,7 +20,8 @@ from lightpeft import memory
 from lightpeft.bench.flops import forward_flops, train_step_flops
 from lightpeft.bench.latency import batches_of, model_megabytes, time_inference
 from lightpeft.bench.profile import profile_training_step
-from lightpeft.config import DataConfig, LightPeftTrainingArguments, ModelConfig, PeftSettings, RunOptions
+from lightpeft.config import DataConfig, LightPeftTrainingArguments, ModelConfig, RunOptions
+from lightpeft.core.peft_kinds import PeftSettings
 from lightpeft.core.training import PAD_MULTIPLE
 from lightpeft.io import write_json
 from lightpeft.methods.light_peft.config import EstimateConfig, PlanConfig

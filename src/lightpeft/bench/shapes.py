@@ -15,12 +15,11 @@ from lightpeft import memory
 from lightpeft.bench.flops import forward_flops, train_step_flops
 from lightpeft.bench.latency import WARMUP_BATCHES, model_megabytes, time_inference
 from lightpeft.core import arch
-from lightpeft.core.build import build_model
+from lightpeft.core.build import build_model, vanilla_plan
 from lightpeft.core.models import BaseModel
 from lightpeft.errors import LightPeftError
 from lightpeft.methods.light_peft.estimate import Estimate
 from lightpeft.methods.light_peft.planning import make_plan
-from lightpeft.stages.train import vanilla_plan
 
 PRESETS = {
     "minilm": lambda: BertConfig(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12,

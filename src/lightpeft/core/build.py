@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import torch
 
-from lightpeft.config import PeftSettings
 from lightpeft.core import arch
 from lightpeft.core.counts import count_plan
 from lightpeft.core.heads import kind_of_model
 from lightpeft.core.models import BaseModel
+from lightpeft.core.peft_kinds import PeftSettings
 from lightpeft.core.peft_modules import head_modules, import_state, inject_for_plan
 from lightpeft.core.plan import Plan
 from lightpeft.core.surgery import prune_backbone
@@ -38,14 +38,14 @@ def vanilla_plan(base: BaseModel, peft_cfg: PeftSettings) -> Plan:
     model, config = base.model, base.model.config
     layers, heads, ffn = arch.num_layers(model), arch.num_heads(config), arch.ffn_size(config)
     kv_heads = arch.num_kv_heads(config)
-    method = peft_cfg.method_config()
-    modules = {n: {"layer": layer, "role": role, "units": list(range(method["r"]))}
+    settings = peft_cfg.method_config()
+    modules = {n: {"layer": layer, "role": role, "kind": peft_cfg.peft, "units": list(range(settings["r"]))}
                for n, (layer, role) in arch.linear_roles(model, peft_cfg.vanilla_roles()).items()}
     plan = Plan(
         base_fingerprint=base.fingerprint, model_type=config.model_type, num_layers=layers, num_heads=heads,
         head_size=arch.head_size(config), ffn_size=ffn, heads=[list(range(heads))] * layers,
-        ffn=[list(range(ffn))] * layers, peft=peft_cfg.peft, peft_config=method, peft_modules=modules,
-        kind="vanilla", num_kv_heads=kv_heads, kv_heads=[list(range(kv_heads))] * layers,
+        ffn=[list(range(ffn))] * layers, peft_modules=modules, peft_configs={peft_cfg.peft: settings},
+        method="vanilla", num_kv_heads=kv_heads, kv_heads=[list(range(kv_heads))] * layers,
     )
     plan.counts = count_plan(plan, config, kind=kind_of_model(model))
     return plan

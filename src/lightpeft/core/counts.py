@@ -12,7 +12,7 @@ from transformers import Conv1D
 
 from lightpeft.core import arch, heads
 from lightpeft.core.heads import meta_task_model
-from lightpeft.core.peft_modules import unit_params
+from lightpeft.core.peft_kinds import get_kind
 from lightpeft.core.plan import Plan
 from lightpeft.core.surgery import prune_backbone
 
@@ -41,13 +41,15 @@ def foundation_params(plan: Plan, config, kind: str = "classification") -> int:
     return sum(p.numel() for p in model.base_model.parameters())
 
 
-def count_plan(plan: Plan, config, estimate_modules: dict | None = None, kind: str = "classification") -> dict:
+def count_plan(plan: Plan, config, estimate_modules: dict[str, tuple[str, int]] | None = None,
+               kind: str = "classification") -> dict:
     """Parameter and linear-FLOP counts before/after pruning, from a weightless (meta-device) task model of `kind`
-    (the class fixes the PEFT module names and what the backbone holds, e.g. BERT's QA model has no pooler)."""
+    (the class fixes the PEFT module names and what the backbone holds, e.g. BERT's QA model has no pooler).
+    `estimate_modules`: the full-size PEFT modules the plan was chosen from, name -> (PEFT kind, units)."""
     model = meta_task_model(config, kind)
-    before = _structure_counts(model, plan.peft, {n: plan.units_per_module for n in (estimate_modules or {})})
+    before = _structure_counts(model, estimate_modules or {})
     prune_backbone(model, plan)
-    after = _structure_counts(model, plan.peft, {n: len(e["units"]) for n, e in plan.peft_modules.items()})
+    after = _structure_counts(model, {n: (e["kind"], len(e["units"])) for n, e in plan.peft_modules.items()})
     return {
         "foundation_params_before": before["foundation"],
         "foundation_params_after": after["foundation"],
@@ -72,10 +74,11 @@ def _counted_train_speedup(plan: Plan, config, kind: str) -> float:
     return before / train_step_cost(block_costs(plan, config, 128, kind), lowest_peft_block(plan))
 
 
-def _structure_counts(model, peft: str, units: dict[str, int]) -> dict:
+def _structure_counts(model, units: dict[str, tuple[str, int]]) -> dict:
     backbone = model.base_model
     layers = backbone.get_submodule(arch.get_arch(model).layers)
     linear_weights = sum(m.weight.numel() for m in layers.modules() if isinstance(m, (torch.nn.Linear, Conv1D)))
-    peft_params = sum(count * unit_params(peft, model.get_submodule(name)) for name, count in units.items())
+    peft_params = sum(count * get_kind(kind).unit_params(model.get_submodule(name))
+                      for name, (kind, count) in units.items())
     return {"foundation": sum(p.numel() for p in backbone.parameters()), "flops": 2 * linear_weights,
             "peft": peft_params}

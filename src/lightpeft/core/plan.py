@@ -10,11 +10,12 @@ import json
 from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 
-from lightpeft.config import PEFT_TYPES
+from lightpeft.core.peft_kinds import KINDS
 from lightpeft.errors import LightPeftError
 from lightpeft.io import write_json
 
-SCHEMA_VERSION = 2  # 2: generic PEFT (`peft`, `peft_config`, `peft_modules`); 1 was LoRA-only
+SCHEMA_VERSION = 3  # 3: a PEFT kind per module (`peft_modules[name]["kind"]`, `peft_configs`), `method`
+READABLE_VERSIONS = (2, 3)  # 2 had one `peft` kind and `peft_config` for the whole plan: upgraded on load
 PLAN_FILE = "plan.json"
 
 
@@ -22,12 +23,14 @@ PLAN_FILE = "plan.json"
 class Plan:
     """Survivors of pruning, per layer and per PEFT module.
 
-    `heads[l]` / `ffn[l]`: kept head / neuron indices of layer l (sorted). `peft`: `lora` or `adapter`.
+    `heads[l]` / `ffn[l]`: kept head / neuron indices of layer l (sorted).
     `peft_modules`: full name of the linear the module sits on (from the top of the HF task model) ->
-    {"layer", "role", "units"}, where units are the kept unit indices (LoRA ranks, adapter bottleneck units) of the
-    estimated module (sorted, non-empty). `peft_config`: the estimation's settings (`PeftSettings.method_config()`:
-    `r` units per module, `dropout`, LoRA `alpha`, adapter `activation`, `init_std`, `scaling`, `placement`); the
-    method keeps LoRA's scaling alpha / r after rank pruning.
+    {"layer", "role", "kind", "units"}: its PEFT kind (`lora`, `adapter`: `core.peft_kinds`) and the kept unit
+    indices (LoRA ranks, adapter bottleneck units) of the full-size module (sorted, non-empty). A plan may put
+    different kinds on different modules. `peft_configs`: kind -> its settings (`PeftSettings.method_config()`: `r`
+    units per full-size module, `dropout`, LoRA `alpha`, adapter `activation`, `init_std`, `scaling`,
+    `placement`); LoRA's scaling alpha / r of the full rank is kept after rank pruning. `method`: what made the plan
+    (`light-peft`, or `vanilla`: nothing pruned, fresh PEFT on the vanilla targets).
     """
 
     base_fingerprint: str
@@ -38,10 +41,9 @@ class Plan:
     ffn_size: int
     heads: list[list[int]]
     ffn: list[list[int]]
-    peft: str
-    peft_config: dict
     peft_modules: dict[str, dict]
-    kind: str = "light-peft"  # or "vanilla": nothing pruned, fresh PEFT on the vanilla targets
+    peft_configs: dict[str, dict]
+    method: str = "light-peft"
     ratios: dict = field(default_factory=dict)
     counts: dict = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
@@ -54,19 +56,30 @@ class Plan:
     @classmethod
     def from_json(cls, data: dict, source: str = "plan") -> "Plan":
         version = data.get("schema_version") if isinstance(data, dict) else None
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_VERSIONS:
             raise LightPeftError(
-                f"{source} has schema version {version!r}, this lightpeft reads {SCHEMA_VERSION}; "
-                "re-run `lightpeft plan` with this version"
+                f"{source} has schema version {version!r}, this lightpeft reads {READABLE_VERSIONS[0]} to "
+                f"{SCHEMA_VERSION}; re-run `lightpeft plan` with this version"
             )
+        if version == 2:
+            data = _upgrade_from_2(data)
         names = {f.name for f in dataclasses.fields(cls)}
         required = {f.name for f in dataclasses.fields(cls) if f.default is MISSING and f.default_factory is MISSING}
         missing = required - set(data)
         if missing:
             raise LightPeftError(f"{source} is incomplete (missing {', '.join(sorted(missing))}); re-run `lightpeft plan`")
-        if data["peft"] not in PEFT_TYPES:
-            raise LightPeftError(f"{source} names an unknown PEFT type {data['peft']!r}; re-run `lightpeft plan`")
-        return cls(**{k: v for k, v in data.items() if k in names})
+        plan = cls(**{k: v for k, v in data.items() if k in names})
+        plan.check_kinds(source)
+        return plan
+
+    def check_kinds(self, source: str = "plan") -> None:
+        """Every module names a known PEFT kind whose settings the plan carries."""
+        for name, entry in self.peft_modules.items():
+            kind = entry.get("kind") if isinstance(entry, dict) else None
+            if kind not in KINDS or kind not in self.peft_configs:
+                raise LightPeftError(f"{source} gives PEFT module {name} the kind {kind!r}, which "
+                                     f"{'has no settings in the plan' if kind in KINDS else 'is unknown'}; "
+                                     "re-run `lightpeft plan`")
 
     def save(self, path: str | Path) -> None:
         write_json(path, self.to_json())
@@ -93,9 +106,25 @@ class Plan:
             )
 
     @property
-    def units_per_module(self) -> int:
-        """Units of an unpruned module: the estimation's LoRA rank or adapter bottleneck size."""
-        return self.peft_config["r"]
+    def kinds(self) -> list[str]:
+        """The PEFT kinds the plan uses, in registry order."""
+        used = {entry["kind"] for entry in self.peft_modules.values()}
+        return [kind for kind in KINDS if kind in used]
+
+    @property
+    def peft(self) -> str:
+        """The plan's PEFT kind, `+`-joined when it mixes several (`lora+adapter`); for summaries and tables."""
+        return "+".join(self.kinds)
+
+    def only_kinds(self, kinds: list[str]) -> "Plan":
+        """A copy whose PEFT modules are those of `kinds` (the structure as it is)."""
+        modules = {n: e for n, e in self.peft_modules.items() if e["kind"] in kinds}
+        return dataclasses.replace(self, peft_modules=modules,
+                                   peft_configs={k: v for k, v in self.peft_configs.items() if k in kinds})
+
+    def full_units(self, name: str) -> int:
+        """Units of module `name` before pruning: its kind's LoRA rank or adapter bottleneck size."""
+        return self.peft_configs[self.peft_modules[name]["kind"]]["r"]
 
     def kept_units(self, name: str) -> list[int]:
         return self.peft_modules[name]["units"]
@@ -108,21 +137,17 @@ class Plan:
         return self.kv_heads[layer] if self.kv_heads else self.heads[layer]
 
 
+def with_kind(modules: dict[str, dict], kind: str) -> dict[str, dict]:
+    """`modules` (name -> {"layer", "role", "units"}) with every module of PEFT kind `kind`."""
+    return {name: {**entry, "kind": kind} for name, entry in modules.items()}
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
+def _upgrade_from_2(data: dict) -> dict:
+    """A schema-2 plan (one PEFT kind for every module) in schema 3's terms; nothing else changed."""
+    data = dict(data)
+    kind = data.pop("peft", None)
+    data["peft_modules"] = with_kind(data.get("peft_modules", {}), kind)
+    data["peft_configs"] = {kind: data.pop("peft_config", {})}
+    data["method"] = data.pop("kind", "light-peft")
+    data["schema_version"] = SCHEMA_VERSION
+    return data

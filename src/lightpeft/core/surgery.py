@@ -17,7 +17,7 @@ from torch import nn
 from transformers import Cache, Conv1D, EncoderDecoderCache
 
 from lightpeft.core import arch
-from lightpeft.core.peft_modules import SLICED_WITH_STRUCTURE, WEIGHT_SUFFIXES
+from lightpeft.core.peft_kinds import get_kind, weight_suffixes
 from lightpeft.core.plan import Plan
 from lightpeft.errors import LightPeftError
 
@@ -256,14 +256,15 @@ def slice_lora_structure(name: str, lora_a: torch.Tensor, lora_b: torch.Tensor, 
 
 
 def slice_peft_state(state: dict[str, torch.Tensor], plan: Plan) -> dict[str, torch.Tensor]:
-    """Estimated weights cut to a plan: PEFT modules that survive sliced to their kept units (and, for LoRA, to the
-    kept structure; adapters sit on hidden-size outputs and need no structural slicing); head weights as they are."""
-    down_key, up_key = WEIGHT_SUFFIXES[plan.peft]
-    peft_suffixes = tuple("." + suffix for pair in WEIGHT_SUFFIXES.values() for suffix in pair)
-    out = {k: v for k, v in state.items() if not k.endswith(peft_suffixes)}
-    for name in plan.peft_modules:
+    """Estimated weights cut to a plan: PEFT modules that survive sliced to their kept units (and, for kinds with a
+    side on a pruned width such as LoRA, to the kept structure; adapters sit on hidden-size outputs); head weights as
+    they are."""
+    out = {k: v for k, v in state.items() if not k.endswith(weight_suffixes())}
+    for name, entry in plan.peft_modules.items():
+        kind = get_kind(entry["kind"])
+        down_key, up_key = kind.weights
         down, up = slice_units(state[f"{name}.{down_key}"], state[f"{name}.{up_key}"], plan.kept_units(name))
-        if SLICED_WITH_STRUCTURE[plan.peft]:
+        if kind.sliced_with_structure:
             down, up = slice_lora_structure(name, down, up, plan)
         out[f"{name}.{down_key}"], out[f"{name}.{up_key}"] = down.contiguous(), up.contiguous()
     return out

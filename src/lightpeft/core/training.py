@@ -14,7 +14,7 @@ from transformers import Trainer, TrainingArguments
 
 from lightpeft import memory
 from lightpeft.core import heads
-from lightpeft.core.peft_modules import hf_model
+from lightpeft.core.peft_kinds import hf_model
 from lightpeft.data import make_collator, make_qa_compute_metrics
 from lightpeft.metrics import make_hf_compute_metrics, token_nll_for_metrics
 

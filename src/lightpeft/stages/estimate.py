@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import logging
 
-from lightpeft.config import DataConfig, LightPeftTrainingArguments, ModelConfig, PeftSettings, to_dict
+from lightpeft.config import DataConfig, LightPeftTrainingArguments, ModelConfig, to_dict
 from lightpeft.core import arch
+from lightpeft.core.peft_kinds import PeftSettings
 from lightpeft.core.training import planned_steps
 from lightpeft.methods.light_peft.config import EstimateConfig, PlanConfig
 from lightpeft.methods.light_peft.estimate import Estimate, estimation_steps, run_estimation

@@ -30,7 +30,8 @@ from transformers import AutoConfig
 from lightpeft import __version__
 from lightpeft.core import heads
 from lightpeft.core.models import assign_tensors, load_tokenizer, model_tensors
-from lightpeft.core.peft_modules import inject_for_plan, lora_layers
+from lightpeft.core.peft_kinds import KINDS, lora_layers
+from lightpeft.core.peft_modules import inject_for_plan
 from lightpeft.core.plan import PLAN_FILE, Plan
 from lightpeft.core.surgery import prune_backbone
 from lightpeft.errors import LightPeftError
@@ -62,8 +63,9 @@ def export_run(run_dir: str | Path, output_dir: str | Path, base: str | None = N
     tokenizer = load_tokenizer(base_path, summary.get("tokenizer_path"))
     with atomic_path(out) as tmp:
         tmp.mkdir()
-        if plan.peft == "lora":
+        if plan.kinds == ["lora"]:  # a plain peft adapter needs every module to be LoRA
             _save_vanilla_peft(model, tmp / PEFT_DIR)
+        if merged_kinds(plan):
             model = model.merge_and_unload(safe_merge=True)  # new tensors: the base's stay untouched
         _label_config(model.config, summary["task"]).save_pretrained(tmp)
         save_file(_untied_tensors(model), tmp / EXPORT_WEIGHTS_FILE)
@@ -72,14 +74,14 @@ def export_run(run_dir: str | Path, output_dir: str | Path, base: str | None = N
         write_json(tmp / EXPORT_FILE, {
             "schema_version": EXPORT_SCHEMA_VERSION,
             "lightpeft_version": __version__,
-            "kind": plan.kind,
+            "method": plan.method,
             "peft": plan.peft,
-            "merged": plan.peft == "lora",
+            "merged": bool(merged_kinds(plan)),
             "base_fingerprint": plan.base_fingerprint,
             "base_path": base_path,
             "weights_fingerprint": fingerprint(model),
             "task": {**summary["task"], "kind": heads.kind_of(summary["task"])},
-            "peft_dir": PEFT_DIR if plan.peft == "lora" else None,
+            "peft_dir": PEFT_DIR if plan.kinds == ["lora"] else None,
         })
     return out
 
@@ -139,7 +141,7 @@ def load_exported(export_dir: str | Path) -> torch.nn.Module:
     meta = read_export(export_dir)
     plan = Plan.load(export_dir / PLAN_FILE)
     plan.check_base(meta["base_fingerprint"])
-    model = _skeleton(export_dir, plan, merged=meta["merged"], kind=heads.kind_of(meta["task"]))
+    model = _skeleton(export_dir, plan, kind=heads.kind_of(meta["task"]))
     tensors = _load_tensors(export_dir / EXPORT_WEIGHTS_FILE)
     assign_tensors(model, tensors, str(export_dir / EXPORT_WEIGHTS_FILE))
     model.tie_weights()  # tied tensors were stored once (e.g. a causal LM's lm_head = its input embeddings)
@@ -171,8 +173,14 @@ def load_pruned_base(export_dir: str | Path) -> torch.nn.Module:
     return model.eval()
 
 
-def _skeleton(export_dir: Path, plan: Plan, merged: bool, kind: str) -> torch.nn.Module:
-    """The plan's pruned task model of `kind` (and adapters, if not merged) without weights, on the meta device."""
+def merged_kinds(plan: Plan) -> list[str]:
+    """The plan's PEFT kinds that export folds into the base weights (LoRA, through peft's merge)."""
+    return [kind for kind in plan.kinds if KINDS[kind].merges_on_export]
+
+
+def _skeleton(export_dir: Path, plan: Plan, kind: str) -> torch.nn.Module:
+    """The plan's pruned task model of `kind`, with the PEFT modules export keeps unmerged (adapters), without
+    weights, on the meta device."""
     try:
         config = AutoConfig.from_pretrained(export_dir)
     except (OSError, ValueError) as err:
@@ -181,8 +189,9 @@ def _skeleton(export_dir: Path, plan: Plan, merged: bool, kind: str) -> torch.nn
     model = heads.meta_task_model(config, kind)
     with torch.device("meta"):
         prune_backbone(model, plan)
-        if not merged:
-            inject_for_plan(model, plan)
+        kept = plan.only_kinds([k for k in plan.kinds if k not in merged_kinds(plan)])
+        if kept.peft_modules:
+            inject_for_plan(model, kept)
     return model
 
 

@@ -4,7 +4,8 @@ when asked, with a summary table of both.
 
 from __future__ import annotations
 
-from lightpeft.config import DataConfig, LightPeftTrainingArguments, ModelConfig, PeftSettings, RunOptions
+from lightpeft.config import DataConfig, LightPeftTrainingArguments, ModelConfig, RunOptions
+from lightpeft.core.peft_kinds import PeftSettings, get_kind
 from lightpeft.io import write_json
 from lightpeft.methods.light_peft.config import EstimateConfig, PlanConfig
 from lightpeft.methods.light_peft.planning import initial_state, make_plan
@@ -13,7 +14,7 @@ from lightpeft.stages.estimate import estimate
 from lightpeft.stages.outputs import check_output_dir, is_main_process, staging
 from lightpeft.stages.prepare import Prepared, prepare
 from lightpeft.stages.run_dir import RUN_FILE
-from lightpeft.stages.train import PEFT_NAMES, RunResult, train_into
+from lightpeft.stages.train import RunResult, train_into
 
 
 def run(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, est_cfg: EstimateConfig,
@@ -39,7 +40,7 @@ def run(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, es
             vanilla_dir = stage_dir / "vanilla"
             vanilla_dir.mkdir()
             vanilla = train_into(vanilla_dir, model_cfg, prepared, peft_cfg, args, None, None).summary
-            rows.insert(0, _table_row(f"vanilla {PEFT_NAMES[peft_cfg.peft]}", vanilla))
+            rows.insert(0, _table_row(f"vanilla {get_kind(peft_cfg.peft).label}", vanilla))
         light["summary_table"] = summary_table(rows)
         if is_main_process():
             (stage_dir / "summary.md").write_text(light["summary_table"] + "\n")

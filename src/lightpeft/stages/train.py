@@ -17,9 +17,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from lightpeft.config import DataConfig, LightPeftTrainingArguments, ModelConfig, PeftSettings, to_dict
+from lightpeft.config import DataConfig, LightPeftTrainingArguments, ModelConfig, to_dict
 from lightpeft.core.build import build_model, fresh_backbone_state, vanilla_plan
-from lightpeft.core.peft_modules import export_state, hf_model
+from lightpeft.core.peft_kinds import PeftSettings, hf_model
+from lightpeft.core.peft_modules import export_state
 from lightpeft.core.plan import Plan
 from lightpeft.core.training import make_trainer, measured
 from lightpeft.data import TaskData
@@ -31,7 +32,6 @@ from lightpeft.stages.run_dir import RUN_FILE, RUN_SCHEMA_VERSION, RUN_WEIGHTS_F
 
 log = logging.getLogger(__name__)
 
-PEFT_NAMES = {"lora": "LoRA", "adapter": "adapter"}
 
 
 # ----------------------------------------------------------------------------------------------- planning
@@ -115,7 +115,7 @@ def _summarise(plan: Plan, task: TaskData, model, trainer, stats, eval_history: 
     foundation = sum(p.numel() for p in hf_model(model).base_model.parameters() if not p.requires_grad)
     return {
         "schema_version": RUN_SCHEMA_VERSION,
-        "kind": plan.kind,
+        "method": plan.method,
         "peft": plan.peft,
         "task": {"name": task.name, "num_labels": task.num_labels, "metric_kind": task.metric_kind,
                  "regression": task.is_regression, "label_names": task.label_names, "has_pair": task.has_pair,

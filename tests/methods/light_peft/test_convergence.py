@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lightpeft.core import arch
-from lightpeft.core.peft_modules import wrap_with_lora
+from lightpeft.core.peft_kinds import wrap_with_lora
 from lightpeft.methods.light_peft.config import PlanConfig
 from lightpeft.methods.light_peft.convergence import MaskConvergence, flipped_fraction, keep_set
 from lightpeft.methods.light_peft.importance import ImportanceTracker

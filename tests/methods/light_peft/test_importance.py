@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lightpeft.core import arch
-from lightpeft.core.peft_modules import wrap_with_lora
+from lightpeft.core.peft_kinds import wrap_with_lora
 from lightpeft.methods.light_peft.importance import ImportanceTracker, masked_token_mean, taylor_rank_scores
 
 from conftest import tiny_batch, tiny_model

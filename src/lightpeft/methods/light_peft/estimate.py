@@ -22,9 +22,9 @@ import torch.distributed as dist
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from lightpeft.config import PeftSettings
 from lightpeft.core import arch
-from lightpeft.core.peft_modules import export_state, inject
+from lightpeft.core.peft_kinds import PeftSettings, get_kind
+from lightpeft.core.peft_modules import export_state
 from lightpeft.core.training import TrainerParts, make_trainer, measured
 from lightpeft.errors import LightPeftError
 from lightpeft.io import atomic_path, read_versioned_json
@@ -114,7 +114,7 @@ def run_estimation(base, tokenizer, train_ds, parts: TrainerParts, args, peft_cf
     """
     model = base.model
     targets = arch.linear_names(model, peft_cfg.estimate_roles())
-    peft_model = inject(model, peft_cfg.peft, peft_cfg.method_config(), targets)
+    peft_model = get_kind(peft_cfg.peft).inject(model, peft_cfg.method_config(), targets, {})
     hf_model = model  # peft wraps `model` itself; adapters live inside it
     handle = masks.attach_gates(hf_model)
     converging = est_cfg.mask_convergence is not None

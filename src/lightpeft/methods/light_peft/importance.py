@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from lightpeft.core.peft_modules import PeftUnit, hf_model, peft_units
+from lightpeft.core.peft_kinds import PeftUnit, hf_model, peft_units
 from lightpeft.errors import LightPeftError
 
 

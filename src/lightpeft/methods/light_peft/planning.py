@@ -12,8 +12,8 @@ from transformers import AutoConfig
 from lightpeft.core.build import build_model
 from lightpeft.core.counts import count_plan
 from lightpeft.core.models import BaseModel
-from lightpeft.core.peft_modules import SLICED_WITH_STRUCTURE
-from lightpeft.core.plan import Plan
+from lightpeft.core.peft_kinds import get_kind
+from lightpeft.core.plan import Plan, with_kind
 from lightpeft.core.surgery import slice_peft_state
 from lightpeft.errors import LightPeftError
 from lightpeft.methods.light_peft.budget import solve_budget
@@ -36,8 +36,9 @@ def make_plan(estimate: Estimate | str | Path, cfg: PlanConfig | None = None) ->
     plan = structure_plan(estimate, cfg)
     if budget:
         plan.ratios["budget"] = budget
-    roles = {name: tuple(role) for name, role in estimate.meta["module_roles"].items()}
-    plan.counts = count_plan(plan, config, estimate_modules=roles, kind=kind)
+    meta = estimate.meta
+    full_size = {name: (meta["peft"], meta["peft_config"]["r"]) for name in meta["module_roles"]}
+    plan.counts = count_plan(plan, config, estimate_modules=full_size, kind=kind)
     return plan
 
 
@@ -49,11 +50,12 @@ def structure_plan(estimate: Estimate, cfg: PlanConfig) -> Plan:
     group_size = meta["num_heads"] // num_kv_heads
     heads, ffn, modules = choose(estimate.head_masks, estimate.ffn_masks, estimate.module_names,
                                  estimate.module_importance, estimate.rank_importance, cfg, roles, group_size,
-                                 drop_widthless=SLICED_WITH_STRUCTURE[meta["peft"]])
+                                 drop_widthless=get_kind(meta["peft"]).sliced_with_structure)
     return Plan(
         base_fingerprint=estimate.fingerprint, model_type=meta["model_type"], num_layers=meta["num_layers"],
         num_heads=meta["num_heads"], head_size=meta["head_size"], ffn_size=meta["ffn_size"], heads=heads, ffn=ffn,
-        peft=meta["peft"], peft_config=meta["peft_config"], peft_modules=modules, kind="light-peft",
+        peft_modules=with_kind(modules, meta["peft"]), peft_configs={meta["peft"]: meta["peft_config"]},
+        method="light-peft",
         ratios=vars(cfg).copy(), num_kv_heads=num_kv_heads, kv_heads=kv_heads_of(heads, group_size),
     )
 
@@ -69,7 +71,7 @@ def check_estimate_fits(estimate: Estimate, plan: Plan) -> None:
                              "the plan was made from")
     peft = estimate.meta["peft"]
     unknown = set(plan.peft_modules) - set(estimate.module_names)
-    if peft != plan.peft or unknown:
+    if plan.kinds != [peft] or unknown:
         raise LightPeftError(f"the plan ({plan.peft}) was not made from this estimate ({peft}, "
                              f"{len(unknown)} plan modules unknown to it); pass the estimate the plan was made from")
 
