@@ -67,6 +67,10 @@ class AdapterLinear(nn.Module):
     def out_features(self) -> int:
         return arch.features(self.base_layer)[1]
 
+    def unload_and_optionally_merge_module(self, merge: bool, safe_merge: bool, adapter_names) -> "AdapterLinear":
+        """peft's `merge_and_unload` asks every module with a `base_layer` to unload itself: an adapter beside LoRA
+        in one model is not peft's to merge, so it stays as it is."""
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.base_layer(x)
