@@ -58,3 +58,15 @@ def read_versioned_json(path: Path, version: int, missing: str, corrupt_fix: str
     if found != version:
         raise LightPeftError(f"{path} has schema version {found!r}, this lightpeft reads {version}; {version_fix}")
     return data
+
+
+def read_safetensors(path: Path, fix: str) -> dict:
+    """Every tensor of a safetensors file; a missing or truncated file is a one-line error ending in `fix`."""
+    from safetensors.torch import load_file
+
+    from lightpeft.errors import LightPeftError
+
+    try:
+        return load_file(path)
+    except Exception as err:  # safetensors raises several types for missing or truncated files
+        raise LightPeftError(f"{path} is corrupt or missing ({type(err).__name__}); {fix}") from None

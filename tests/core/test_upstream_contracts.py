@@ -33,7 +33,7 @@ from lightpeft import LightPeftError
 from lightpeft.cli import COMMANDS, flag_names
 from lightpeft.core import arch, heads
 from lightpeft.core.peft_kinds import ADAPTER, lora_layers, peft_units, wrap_with_lora
-from lightpeft.core.peft_modules import head_modules
+from lightpeft.core.peft_modules import trained_heads
 from lightpeft.core.surgery import (
     HEAD_ATTRIBUTES,
     NoAttention,
@@ -436,7 +436,7 @@ def test_peft_wraps_exactly_the_targets_and_trains_our_task_head(family, task_cl
     targets = arch.linear_names(model, ["q", "ffn_out"])
     peft_model = wrap_with_lora(model, targets, r=2, alpha=4.0, dropout=0.0).eval()
     assert set(lora_layers(peft_model)) == set(targets)
-    trained = head_modules(peft_model)
+    trained = trained_heads(peft_model)
     assert set(trained) == expected_heads
     batch = tiny_batch()
     with torch.no_grad():

@@ -8,10 +8,10 @@ import torch
 
 from lightpeft.core import arch
 from lightpeft.core.counts import count_plan
-from lightpeft.core.heads import kind_of_model
+from lightpeft.core.heads import head_prefixes, kind_of_model
 from lightpeft.core.models import BaseModel
-from lightpeft.core.peft_kinds import PeftSettings
-from lightpeft.core.peft_modules import head_modules, import_state, inject_for_plan
+from lightpeft.core.peft_kinds import PeftSettings, hf_model
+from lightpeft.core.peft_modules import import_state, inject_for_plan
 from lightpeft.core.plan import Plan
 from lightpeft.core.surgery import prune_backbone
 
@@ -86,13 +86,8 @@ def vanilla_plan(base: BaseModel, peft_cfg: PeftSettings) -> Plan:
 # ----------------------------------------------------------------------------------------------- stages
 
 
-def head_prefixes(model) -> tuple[str, ...]:
-    """`classifier.`, `score.`, ...: the state-dict prefixes of the model's task heads."""
-    return tuple(n + "." for n in head_modules(model))
-
-
 def fresh_backbone_state(base: BaseModel, model) -> dict[str, torch.Tensor]:
-    heads = head_prefixes(model)
+    heads = head_prefixes(hf_model(model))
     state = base.model.state_dict()
     return {FRESH_PREFIX + k: state[k].detach().cpu().clone() for k in base.fresh_keys
             if k in state and not k.startswith(heads)}

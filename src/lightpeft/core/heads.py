@@ -125,6 +125,11 @@ def head_modules(model: nn.Module) -> dict[str, nn.Module]:
     return heads
 
 
+def head_prefixes(model: nn.Module) -> tuple[str, ...]:
+    """`classifier.`, `score.`, ...: the state-dict prefixes of the model's task heads."""
+    return tuple(name + "." for name in head_modules(model))
+
+
 @torch.no_grad()
 def init_regression_bias(model: nn.Module, mean_label: float) -> bool:
     """Start a regression head at the mean training score: set the bias of its 1-wide output linear to `mean_label`.

@@ -97,6 +97,11 @@ def model_tensors(model: torch.nn.Module) -> dict[str, tuple[torch.nn.Module, st
     return out
 
 
+def tensor_of(owner: torch.nn.Module, attr: str) -> torch.Tensor | None:
+    """The parameter or buffer `attr` of `owner` (the slots `model_tensors` lists)."""
+    return owner._parameters.get(attr, owner._buffers.get(attr))
+
+
 def assign_tensors(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> list[str]:
     """Make `model`'s parameters and buffers *be* `tensors` (no copy), e.g. to fill a meta-device skeleton.
 
@@ -110,7 +115,7 @@ def assign_tensors(model: torch.nn.Module, tensors: dict[str, torch.Tensor], sou
                              "it does not belong to this plan")
     for name, tensor in tensors.items():
         owner, attr = slots[name]
-        current = owner._parameters.get(attr, owner._buffers.get(attr))
+        current = tensor_of(owner, attr)
         if current.shape != tensor.shape:
             raise LightPeftError(f"{source}: {name} has shape {tuple(tensor.shape)}, expected "
                                  f"{tuple(current.shape)}; it does not belong to this plan")

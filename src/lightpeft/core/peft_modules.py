@@ -47,15 +47,16 @@ def mark_trainable(model: nn.Module) -> None:
     for unit in peft_units(model).values():
         unit.down.requires_grad_(True)
         unit.up.requires_grad_(True)
-    for head in head_modules(model).values():
+    for head in trained_heads(model).values():
         head.requires_grad_(True)
 
 
 # ------------------------------------------------------------------------------------------------ weights
 
 
-def head_modules(model: nn.Module) -> dict[str, nn.Module]:
-    """The trainable task head, by name relative to the HF model (peft's `modules_to_save` copy for LoRA)."""
+def trained_heads(model: nn.Module) -> dict[str, nn.Module]:
+    """The task head modules that train, by name relative to the HF model: peft's `modules_to_save` copy in a
+    LoRA model (the original stays frozen), else the HF model's own (`heads.head_modules`)."""
     if hasattr(model, "get_base_model"):
         return {n: m.modules_to_save[ADAPTER] for n, m in model.get_base_model().named_modules()
                 if isinstance(m, ModulesToSaveWrapper)}
@@ -69,7 +70,7 @@ def export_state(model: nn.Module) -> dict[str, torch.Tensor]:
         down_key, up_key = unit.weights
         state[f"{name}.{down_key}"] = unit.down.detach().cpu().clone()
         state[f"{name}.{up_key}"] = unit.up.detach().cpu().clone()
-    for name, head in head_modules(model).items():
+    for name, head in trained_heads(model).items():
         for param_name, tensor in head.state_dict().items():
             state[f"{name}.{param_name}"] = tensor.detach().cpu().clone()
     return state
@@ -82,7 +83,7 @@ def import_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     for name, unit in peft_units(model).items():
         down_key, up_key = unit.weights
         targets[f"{name}.{down_key}"], targets[f"{name}.{up_key}"] = unit.down, unit.up
-    for name, head in head_modules(model).items():
+    for name, head in trained_heads(model).items():
         targets.update({f"{name}.{param_name}": t for param_name, t in head.state_dict().items()})
     missing = [key for key in targets if key not in state]
     if missing:

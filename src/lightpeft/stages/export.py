@@ -24,19 +24,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from transformers import AutoConfig
 
 from lightpeft import __version__
 from lightpeft.core import heads
-from lightpeft.core.models import assign_tensors, load_tokenizer, model_tensors
+from lightpeft.core.models import assign_tensors, load_tokenizer, model_tensors, tensor_of
 from lightpeft.core.peft_kinds import KINDS, lora_layers
 from lightpeft.core.peft_modules import inject_for_plan
 from lightpeft.core.plan import PLAN_FILE, Plan
 from lightpeft.core.surgery import prune_backbone
 from lightpeft.errors import LightPeftError
 from lightpeft.fingerprint import fingerprint
-from lightpeft.io import atomic_path, read_versioned_json, write_json
+from lightpeft.io import atomic_path, read_safetensors, read_versioned_json, write_json
+from lightpeft.stages.outputs import check_output_dir
 from lightpeft.stages.run_dir import base_path_of, load_pruned, read_run
 
 EXPORT_FILE = "export.json"
@@ -53,9 +54,7 @@ def export_run(run_dir: str | Path, output_dir: str | Path, base: str | None = N
     `base` is the run's base checkpoint (default: the one recorded in run.json); it must match the plan's
     fingerprint. Every input is checked before anything is written.
     """
-    out = Path(output_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise LightPeftError(f"--output_dir {out} already exists; pass --overwrite_output_dir or another directory")
+    out = check_output_dir(output_dir, overwrite)
     summary = read_run(run_dir)
     base_path = base_path_of(summary, run_dir, base)
     model = load_pruned(base_path, run_dir)
@@ -90,7 +89,7 @@ def _untied_tensors(model) -> dict[str, torch.Tensor]:
     """Every parameter and buffer by name, a tensor shared by several names (tied embeddings) only under its first."""
     seen, out = set(), {}
     for name, (owner, attr) in model_tensors(model).items():
-        tensor = _tensor(owner, attr)
+        tensor = tensor_of(owner, attr)
         if id(tensor) not in seen:
             seen.add(id(tensor))
             out[name] = tensor.detach().contiguous().clone()
@@ -113,9 +112,6 @@ def _label_config(config, task: dict):
         config.label2id = {name: i for i, name in enumerate(names)}
     return config
 
-
-def _tensor(owner: torch.nn.Module, attr: str) -> torch.Tensor | None:
-    return owner._parameters.get(attr, owner._buffers.get(attr))
 
 
 # ------------------------------------------------------------------------------------------------ loading
@@ -142,10 +138,10 @@ def load_exported(export_dir: str | Path) -> torch.nn.Module:
     plan = Plan.load(export_dir / PLAN_FILE)
     plan.check_base(meta["base_fingerprint"])
     model = _skeleton(export_dir, plan, kind=heads.kind_of(meta["task"]))
-    tensors = _load_tensors(export_dir / EXPORT_WEIGHTS_FILE)
+    tensors = read_safetensors(export_dir / EXPORT_WEIGHTS_FILE, "re-run `lightpeft export`")
     assign_tensors(model, tensors, str(export_dir / EXPORT_WEIGHTS_FILE))
     model.tie_weights()  # tied tensors were stored once (e.g. a causal LM's lm_head = its input embeddings)
-    missing = [name for name, (owner, attr) in model_tensors(model).items() if _tensor(owner, attr).is_meta]
+    missing = [name for name, (owner, attr) in model_tensors(model).items() if tensor_of(owner, attr).is_meta]
     if missing:
         raise LightPeftError(f"{export_dir / EXPORT_WEIGHTS_FILE} lacks {len(missing)} tensors of the plan's model "
                              f"(first: {missing[0]}); re-run `lightpeft export`")
@@ -168,7 +164,7 @@ def load_pruned_base(export_dir: str | Path) -> torch.nn.Module:
         raise LightPeftError(f"{export_dir} is an export of a {meta.get('peft')} run, which has no vanilla peft "
                              "adapter; use load_exported")
     model = load_exported(export_dir)
-    unmerged = _load_tensors(export_dir / meta["peft_dir"] / UNMERGED_FILE)
+    unmerged = read_safetensors(export_dir / meta["peft_dir"] / UNMERGED_FILE, "re-run `lightpeft export`")
     assign_tensors(model, unmerged, str(export_dir / meta["peft_dir"] / UNMERGED_FILE))
     return model.eval()
 
@@ -193,11 +189,3 @@ def _skeleton(export_dir: Path, plan: Plan, kind: str) -> torch.nn.Module:
         if kept.peft_modules:
             inject_for_plan(model, kept)
     return model
-
-
-def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        return load_file(path)
-    except Exception as err:  # safetensors raises several types for missing or truncated files
-        raise LightPeftError(f"{path} is corrupt or missing ({type(err).__name__}); re-run `lightpeft export`") \
-            from None

@@ -10,8 +10,7 @@ import numpy as np
 from transformers import set_seed
 
 from lightpeft.config import DataConfig, ModelConfig
-from lightpeft.core.build import head_prefixes
-from lightpeft.core.heads import check_kind, init_regression_bias
+from lightpeft.core.heads import check_kind, head_prefixes, init_regression_bias
 from lightpeft.core.models import BaseModel, load_base, load_config, load_tokenizer
 from lightpeft.core.training import trainer_parts
 from lightpeft.data import TaskData, check_labels_fit, load_task, tokenize_task

@@ -11,14 +11,13 @@ import copy
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 from lightpeft.core import heads
 from lightpeft.core.build import build_model
-from lightpeft.core.models import BaseModel, assign_tensors, load_base, model_tensors
+from lightpeft.core.models import BaseModel, assign_tensors, load_base, model_tensors, tensor_of
 from lightpeft.core.plan import PLAN_FILE, Plan
 from lightpeft.errors import LightPeftError
-from lightpeft.io import read_versioned_json
+from lightpeft.io import read_safetensors, read_versioned_json
 
 
 def read_run(run_dir: str | Path) -> dict:
@@ -42,11 +41,7 @@ def base_path_of(summary: dict, run_dir: str | Path, base: str | None) -> str:
 
 
 def read_run_weights(run_dir: str | Path) -> dict[str, torch.Tensor]:
-    path = Path(run_dir) / RUN_WEIGHTS_FILE
-    try:
-        return load_file(path)
-    except Exception as err:  # safetensors raises several types for missing or truncated files
-        raise LightPeftError(f"{path} is corrupt or missing ({type(err).__name__}); re-run training") from None
+    return read_safetensors(Path(run_dir) / RUN_WEIGHTS_FILE, "re-run training")
 
 
 def _read(run_dir: str | Path) -> tuple[dict, Plan, dict[str, torch.Tensor]]:
@@ -119,19 +114,16 @@ def share_backbone(source: BaseModel, num_labels: int | None = None, regression:
         config.problem_type = "regression" if regression else "single_label_classification"
     with torch.device("meta"):  # a skeleton: no memory, no random init
         model = type(source.model)(config)
-    head_prefixes = tuple(name + "." for name in heads.head_modules(model))
-    shared = {name: _tensor(owner, attr).detach()
-              for name, (owner, attr) in model_tensors(source.model).items() if not name.startswith(head_prefixes)}
+    prefixes = heads.head_prefixes(model)
+    shared = {name: tensor_of(owner, attr).detach()
+              for name, (owner, attr) in model_tensors(source.model).items() if not name.startswith(prefixes)}
     leftover = assign_tensors(model, shared, "the base checkpoint")
     slots = model_tensors(model)
-    own = {name: torch.zeros(_tensor(*slots[name]).shape, dtype=_tensor(*slots[name]).dtype) for name in leftover}
+    own = {name: torch.zeros(tensor_of(*slots[name]).shape, dtype=tensor_of(*slots[name]).dtype) for name in leftover}
     assign_tensors(model, own, "the task head")
     return BaseModel(model=model.eval(), path=source.path, fingerprint=source.fingerprint,
                      fresh_keys=source.fresh_keys)
 
-
-def _tensor(owner: torch.nn.Module, attr: str) -> torch.Tensor:
-    return owner._parameters.get(attr, owner._buffers.get(attr))
 
 
 RUN_FILE = "run.json"  # written last: its presence marks a finished run

@@ -19,15 +19,14 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from lightpeft.core import arch
 from lightpeft.core.peft_kinds import PeftSettings, get_kind
 from lightpeft.core.peft_modules import export_state
 from lightpeft.core.training import TrainerParts, make_trainer, measured
 from lightpeft.errors import LightPeftError
-from lightpeft.io import atomic_path, read_versioned_json
+from lightpeft.io import atomic_path, read_safetensors, read_versioned_json
 from lightpeft.methods.light_peft import masks
 from lightpeft.methods.light_peft.config import EstimateConfig, PlanConfig
 from lightpeft.methods.light_peft.convergence import MaskConvergence
@@ -74,13 +73,10 @@ class Estimate:
     def load(cls, directory: str | Path) -> "Estimate":
         directory = Path(directory)
         meta = _read_meta(directory)
-        try:
-            mask_t = load_file(directory / "masks.safetensors")
-            imp_t = load_file(directory / "importance.safetensors")
-            peft_state = load_file(directory / "peft_weights.safetensors")
-        except (SafetensorError, OSError, ValueError) as err:
-            raise LightPeftError(f"estimate {directory} has a corrupt or missing tensor file ({err}); "
-                                 "re-run `lightpeft estimate`") from None
+        fix = "re-run `lightpeft estimate`"
+        mask_t = read_safetensors(directory / "masks.safetensors", fix)
+        imp_t = read_safetensors(directory / "importance.safetensors", fix)
+        peft_state = read_safetensors(directory / "peft_weights.safetensors", fix)
         names = meta.get("module_names", [])
         if imp_t["module"].shape[0] != len(names) or mask_t["head"].shape[0] != meta["num_layers"]:
             raise LightPeftError(f"estimate {directory} is inconsistent (tensor shapes disagree with {META_FILE}); "
