@@ -69,7 +69,7 @@ def _counted_train_speedup(plan: Plan, config, kind: str) -> float:
     """Training-step FLOPs of PEFT on the unpruned model (backward to block 0) over this plan's (see budget.py)."""
     full = dataclasses.replace(plan, heads=[list(range(plan.num_heads))] * plan.num_layers,
                                ffn=[list(range(plan.ffn_size))] * plan.num_layers,
-                               kv_heads=[list(range(plan.num_kv_heads or plan.num_heads))] * plan.num_layers)
+                               kv_heads=[list(range(plan.kv_head_count))] * plan.num_layers)
     before = train_step_cost(block_costs(full, config, 128, kind), 0)
     return before / train_step_cost(block_costs(plan, config, 128, kind), lowest_peft_block(plan))
 

@@ -133,6 +133,16 @@ class Plan:
         entry = self.peft_modules[name]
         return entry["layer"], entry["role"]
 
+    @property
+    def kv_head_count(self) -> int:
+        """Key/value heads per layer before pruning (as many as query heads without grouped-query attention)."""
+        return self.num_kv_heads or self.num_heads
+
+    @property
+    def kv_group_size(self) -> int:
+        """Query heads per key/value head."""
+        return self.num_heads // self.kv_head_count
+
     def kept_kv_heads(self, layer: int) -> list[int]:
         return self.kv_heads[layer] if self.kv_heads else self.heads[layer]
 

@@ -215,11 +215,10 @@ def prune_backbone(model: nn.Module, plan: Plan) -> nn.Module:
     """Physically remove the heads and neurons `plan` drops from an HF model (in place; returns it)."""
     spec = arch.get_arch(model)
     head_size = arch.head_size(model.config)
-    group_size = plan.num_heads // (plan.num_kv_heads or plan.num_heads)
     for layer, (block, heads, neurons) in enumerate(zip(arch.layer_modules(model), plan.heads, plan.ffn)):
         if len(heads) < plan.num_heads:
             kv_heads = plan.kept_kv_heads(layer)
-            check_groups(layer, heads, kv_heads, group_size)
+            check_groups(layer, heads, kv_heads, plan.kv_group_size)
             prune_heads(block, spec, heads, kv_heads, head_size, plan.num_heads)
         if len(neurons) < plan.ffn_size:
             prune_ffn(block, spec, neurons)

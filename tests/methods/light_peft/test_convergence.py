@@ -11,6 +11,7 @@ from lightpeft.methods.light_peft.config import PlanConfig
 from lightpeft.methods.light_peft.convergence import MaskConvergence, flipped_fraction, keep_set
 from lightpeft.methods.light_peft.importance import ImportanceTracker
 from lightpeft.methods.light_peft.masks import Gates
+from lightpeft.methods.light_peft.selection import keep_structure
 
 from conftest import tiny_batch, tiny_model
 
@@ -90,3 +91,20 @@ def test_estimation_stops_early_and_records_why(tiny_model_dir, tiny_csv, tmp_pa
     convergence = est.meta["convergence"]
     assert convergence["converged_at"] == est.meta["steps"] < est.meta["max_steps"] == 30
     assert len(convergence["history"]) >= 2 and est.module_importance.abs().sum() > 0
+
+
+@pytest.mark.parametrize("cfg", [PlanConfig(gqa_policy="kv_group"), PlanConfig(gqa_policy="per_group"),
+                                 PlanConfig(round_to=4), PlanConfig(head_scope="global", ffn_scope="global")],
+                         ids=["kv_group", "per_group", "round_to", "global"])
+def test_convergence_watches_the_decision_the_plan_makes(cfg):
+    """On grouped-query attention and with rounding, the keep sets convergence compares are the plan's own."""
+    gates = Gates(3, 6, 20)
+    with torch.no_grad():
+        gates.head.copy_(torch.rand(3, 6, generator=torch.Generator().manual_seed(0)))
+        gates.ffn.copy_(torch.rand(3, 20, generator=torch.Generator().manual_seed(1)))
+    watcher = MaskConvergence(gates, SimpleNamespace(mark=lambda: None), cfg, every=1, threshold=0.0, patience=1,
+                              group_size=3)  # 6 query heads over 2 KV heads
+    heads, ffn = keep_structure(gates.head.detach(), gates.ffn.detach(), cfg, group_size=3)
+    head_keep, ffn_keep = watcher._keep()
+    assert [row.nonzero().flatten().tolist() for row in head_keep] == heads
+    assert [row.nonzero().flatten().tolist() for row in ffn_keep] == ffn

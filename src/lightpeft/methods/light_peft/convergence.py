@@ -14,13 +14,18 @@ from transformers import TrainerCallback
 from lightpeft.methods.light_peft.config import PlanConfig
 from lightpeft.methods.light_peft.importance import ImportanceTracker
 from lightpeft.methods.light_peft.masks import Gates
-from lightpeft.methods.light_peft.selection import keep_per_row
+from lightpeft.methods.light_peft.selection import keep_per_row, keep_structure
 
 
 def keep_set(scores: torch.Tensor, ratio: float, scope: str) -> torch.Tensor:
     """Boolean (rows, cols): True where a unit survives pruning at `ratio`."""
-    keep = torch.zeros(scores.shape, dtype=torch.bool)
-    for row, cols in enumerate(keep_per_row(scores.detach().float().cpu(), ratio, scope)):
+    return as_mask(keep_per_row(scores.detach().float().cpu(), ratio, scope), scores.shape)
+
+
+def as_mask(kept: list[list[int]], shape) -> torch.Tensor:
+    """Boolean (rows, cols): True at the kept column indices of each row."""
+    keep = torch.zeros(shape, dtype=torch.bool)
+    for row, cols in enumerate(kept):
         keep[row, cols] = True
     return keep
 
@@ -33,8 +38,8 @@ class MaskConvergence(TrainerCallback):
     """Trainer callback: check the gates every `every` steps, mark the importance window, stop when settled."""
 
     def __init__(self, gates: Gates, tracker: ImportanceTracker, plan_cfg: PlanConfig, every: int,
-                 threshold: float, patience: int):
-        self.gates, self.tracker, self.plan_cfg = gates, tracker, plan_cfg
+                 threshold: float, patience: int, group_size: int = 1):
+        self.gates, self.tracker, self.plan_cfg, self.group_size = gates, tracker, plan_cfg, group_size
         self.every, self.threshold, self.patience = every, threshold, patience
         self.previous: tuple[torch.Tensor, torch.Tensor] | None = None
         self.calm_checks = 0
@@ -42,9 +47,10 @@ class MaskConvergence(TrainerCallback):
         self.converged_at: int | None = None
 
     def _keep(self) -> tuple[torch.Tensor, torch.Tensor]:
-        cfg = self.plan_cfg
-        return (keep_set(self.gates.head, cfg.head_ratio, cfg.head_scope),
-                keep_set(self.gates.ffn, cfg.ffn_ratio, cfg.ffn_scope))
+        """The plan's own structural decision on the current gates (GQA policy and FFN rounding included)."""
+        head, ffn = (g.detach().float().cpu() for g in (self.gates.head, self.gates.ffn))
+        heads, neurons = keep_structure(head, ffn, self.plan_cfg, self.group_size)
+        return as_mask(heads, head.shape), as_mask(neurons, ffn.shape)
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step % self.every:

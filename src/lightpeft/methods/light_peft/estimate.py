@@ -119,7 +119,8 @@ def run_estimation(base, tokenizer, train_ds, parts: TrainerParts, args, peft_cf
     if converging:
         every = est_cfg.convergence_every or max(2, steps // 20)
         callbacks.append(MaskConvergence(handle.gates, tracker, plan_cfg or PlanConfig(), every,
-                                         est_cfg.mask_convergence, est_cfg.convergence_patience))
+                                         est_cfg.mask_convergence, est_cfg.convergence_patience,
+                                         group_size=arch.kv_group_size(model.config)))
     with tempfile.TemporaryDirectory(prefix="lightpeft-estimate-") as scratch:
         trainer = make_trainer(
             peft_model, estimation_args(args, steps, scratch), train_ds, None, tokenizer, parts,

@@ -120,6 +120,17 @@ def select_ranks(rank_scores: dict[str, torch.Tensor], ratio: float, scope: str)
     return {n: ranks for n, ranks in kept.items() if ranks}
 
 
+def keep_structure(head_masks: torch.Tensor, ffn_masks: torch.Tensor, cfg: PlanConfig,
+                   group_size: int = 1) -> tuple[list[list[int]], list[list[int]]]:
+    """Kept heads and FFN neurons per layer: the structural half of `choose` (GQA policy and rounding included),
+    also what mask convergence watches."""
+    heads = keep_heads(head_masks, cfg, group_size)
+    ffn = keep_per_row(ffn_masks, cfg.ffn_ratio, cfg.ffn_scope)
+    if cfg.round_to > 1:
+        ffn = round_widths(ffn_masks, ffn, cfg.round_to)
+    return heads, ffn
+
+
 def choose(
     head_masks: torch.Tensor,
     ffn_masks: torch.Tensor,
@@ -138,10 +149,7 @@ def choose(
     zero-sized side; adapters act on hidden-size outputs and keep working, so they stay).
     `group_size`: query heads per key/value head (grouped-query attention, see `keep_heads`).
     """
-    heads = keep_heads(head_masks, cfg, group_size)
-    ffn = keep_per_row(ffn_masks, cfg.ffn_ratio, cfg.ffn_scope)
-    if cfg.round_to > 1:
-        ffn = round_widths(ffn_masks, ffn, cfg.round_to)
+    heads, ffn = keep_structure(head_masks, ffn_masks, cfg, group_size)
     survivors = select_modules(module_names, module_scores, cfg.module_ratio)
     index = {n: i for i, n in enumerate(module_names)}
     if cfg.min_peft_layer:
