@@ -23,6 +23,19 @@ SQUAD_MINI = TESTS / "fixtures" / "squad_mini.json"  # real Wikipedia passages, 
 SHARED_DATA = Path(os.environ.get("LIGHTPEFT_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
+# Pruning cases every PEFT kind's "masked == physically pruned" test runs (each kind adds its own below them)
+PRUNING_CASES = {
+    "paper defaults": dict(cfg=PlanConfig()),
+    "layer loses every head": dict(cfg=PlanConfig(head_ratio=0.5, head_scope="global"), kill_heads_layer=0),
+    "layer loses every FFN neuron": dict(cfg=PlanConfig(ffn_ratio=0.5), kill_ffn_layer=1),
+    "ratios close to 1": dict(cfg=PlanConfig(head_ratio=0.95, ffn_ratio=0.99, module_ratio=0.8, rank_ratio=0.9)),
+    "unit pruning only, per module": dict(cfg=PlanConfig(head_ratio=0, ffn_ratio=0, module_ratio=0,
+                                                          rank_ratio=0.6, rank_scope="layer")),
+    "GQA: per group, a layer loses every head": dict(cfg=PlanConfig(head_ratio=0.5, head_scope="global",
+                                                                    gqa_policy="per_group"), kill_heads_layer=1),
+}
+
+
 def as_base(model) -> BaseModel:
     return BaseModel(model=model, path="tiny", fingerprint=fingerprint(model), fresh_keys=[])
 

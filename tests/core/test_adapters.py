@@ -16,7 +16,7 @@ from lightpeft.methods.light_peft.importance import ImportanceTracker
 from lightpeft.methods.light_peft.selection import choose
 
 from conftest import tiny_batch, tiny_model
-from helpers import adapter_config, adapters_everywhere, as_base, random_plan
+from helpers import PRUNING_CASES, adapter_config, adapters_everywhere, as_base, random_plan
 
 
 # Qwen2/Qwen3/Mistral share Llama's layout, and adapters touch no head-shaped weight: Llama stands for them here
@@ -85,17 +85,7 @@ def masked_twin(family, plan, size=4, placement="houlsby"):
     return model, state
 
 
-CASES = {
-    "paper defaults": dict(cfg=PlanConfig()),
-    "layer loses every head": dict(cfg=PlanConfig(head_ratio=0.5, head_scope="global"), kill_heads_layer=0),
-    "layer loses every FFN neuron": dict(cfg=PlanConfig(ffn_ratio=0.5), kill_ffn_layer=1),
-    "ratios close to 1": dict(cfg=PlanConfig(head_ratio=0.95, ffn_ratio=0.99, module_ratio=0.7, rank_ratio=0.9)),
-    "unit pruning only, per module": dict(cfg=PlanConfig(head_ratio=0, ffn_ratio=0, module_ratio=0,
-                                                          rank_ratio=0.6, rank_scope="layer")),
-    "pfeiffer": dict(cfg=PlanConfig(module_ratio=0.3), placement="pfeiffer"),
-    "GQA: per group, a layer loses every head": dict(cfg=PlanConfig(head_ratio=0.5, head_scope="global",
-                                                                    gqa_policy="per_group"), kill_heads_layer=1),
-}
+CASES = {**PRUNING_CASES, "pfeiffer": dict(cfg=PlanConfig(module_ratio=0.3), placement="pfeiffer")}
 
 
 @pytest.mark.parametrize("case", CASES)

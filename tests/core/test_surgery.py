@@ -12,7 +12,7 @@ from lightpeft.methods.light_peft import masks
 from lightpeft.methods.light_peft.config import PlanConfig
 
 from conftest import tiny_batch, tiny_model
-from helpers import as_base, lora_everywhere, random_plan
+from helpers import PRUNING_CASES, as_base, lora_everywhere, random_plan
 
 
 def masked_twin(family, plan, r=4):
@@ -31,17 +31,8 @@ def masked_twin(family, plan, r=4):
     return model, state
 
 
-CASES = {
-    "paper defaults": dict(cfg=PlanConfig()),
-    "layer loses every head": dict(cfg=PlanConfig(head_ratio=0.5, head_scope="global"), kill_heads_layer=0),
-    "layer loses every FFN neuron": dict(cfg=PlanConfig(ffn_ratio=0.5), kill_ffn_layer=1),
-    "ratios close to 1": dict(cfg=PlanConfig(head_ratio=0.95, ffn_ratio=0.99, module_ratio=0.8, rank_ratio=0.9)),
-    "rank pruning only, per module": dict(cfg=PlanConfig(head_ratio=0, ffn_ratio=0, module_ratio=0,
-                                                          rank_ratio=0.6, rank_scope="layer")),
-    "GQA: same query heads in every group": dict(cfg=PlanConfig(head_ratio=0.5, gqa_policy="per_group")),
-    "GQA: per group, a layer loses every head": dict(cfg=PlanConfig(head_ratio=0.5, head_scope="global",
-                                                                    gqa_policy="per_group"), kill_heads_layer=1),
-}
+CASES = {**PRUNING_CASES,
+         "GQA: same query heads in every group": dict(cfg=PlanConfig(head_ratio=0.5, gqa_policy="per_group"))}
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -18,8 +18,8 @@ import torch
 
 from lightpeft.config import DataConfig
 from lightpeft.data.readers import read_table
-from lightpeft.data.tables import existing_validation_file
-from lightpeft.data.task import TaskData, split_frame
+from lightpeft.data.tables import train_and_eval
+from lightpeft.data.task import TaskData
 from lightpeft.errors import LightPeftError
 
 logger = logging.getLogger(__name__)
@@ -38,14 +38,8 @@ def prompt_response_layout(columns) -> tuple[str, str] | None:
 
 def load_prompt_response_file(path: Path, frame: pd.DataFrame, cfg: DataConfig) -> TaskData:
     """A `causal_lm` task from a JSON(L) file of prompt/response records (eval: `--validation_file` or a split)."""
-    train = _prompt_response_frame(frame, path)
-    if cfg.validation_file is None:
-        logger.info("no --validation_file: holding out %s of %s (seed %s)", cfg.validation_fraction, path,
-                    cfg.split_seed)
-        train, evaluation = split_frame(train, cfg.validation_fraction, cfg.split_seed, path)
-    else:
-        eval_path = existing_validation_file(cfg)
-        evaluation = _prompt_response_frame(read_table(eval_path), eval_path)
+    train, evaluation = train_and_eval(_prompt_response_frame(frame, path), cfg, path,
+                                       lambda eval_path: _prompt_response_frame(read_table(eval_path), eval_path))
     return TaskData(
         name=path.stem,
         train=datasets.Dataset.from_pandas(train, features=LM_FEATURES, preserve_index=False),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,15 +50,23 @@ def load_table_file(path: Path, cfg: DataConfig, train_frame: pd.DataFrame | Non
     train_frame = read_table(path) if train_frame is None else train_frame
     columns = _pick_columns(train_frame, cfg, path)
     _check_table_frame(train_frame, columns, path)
-    if cfg.validation_file is None:
-        logger.info("no --validation_file: holding out %s of %s (seed %s)", cfg.validation_fraction, path,
-                    cfg.split_seed)
-        train_frame, eval_frame = split_frame(train_frame, cfg.validation_fraction, cfg.split_seed, path)
-    else:
-        eval_path = existing_validation_file(cfg)
+    def read_eval(eval_path: Path) -> pd.DataFrame:
         eval_frame = read_table(eval_path)
         _check_table_frame(eval_frame, columns, eval_path)
+        return eval_frame
+
+    train_frame, eval_frame = train_and_eval(train_frame, cfg, path, read_eval)
     return _task_from_frames(path.stem, train_frame, eval_frame, columns)
+
+
+def train_and_eval(train: pd.DataFrame, cfg: DataConfig, path: Path,
+                   read_eval: Callable[[Path], pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The eval split: `--validation_file` read with `read_eval`, else a seeded hold-out of `train`."""
+    if cfg.validation_file is not None:
+        return train, read_eval(existing_validation_file(cfg))
+    logger.info("no --validation_file: holding out %s of %s (seed %s)", cfg.validation_fraction, path,
+                cfg.split_seed)
+    return split_frame(train, cfg.validation_fraction, cfg.split_seed, path)
 
 
 def existing_validation_file(cfg: DataConfig) -> Path:
