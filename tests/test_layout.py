@@ -2,6 +2,9 @@
 layer above its own, so the core stays usable by every method and a method never depends on how it is run."""
 
 import ast
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,3 +54,13 @@ def test_methods_do_not_import_each_other():
 def test_no_module_is_too_long_to_read():
     long = {module: n for module, path in modules() if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES}
     assert not long, f"split these modules (over {MAX_MODULE_LINES} lines): {long}"
+
+
+def test_ruff_finds_nothing():
+    """pyflakes and import order (the rules in pyproject.toml) over the package and the tests."""
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed (pip install -e '.[test]')")
+    result = subprocess.run([ruff, "check", "--quiet", "src", "tests"], cwd=PACKAGE.parents[1], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stdout[-3000:]
