@@ -29,8 +29,11 @@ def imported(path: Path) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.level:
             raise AssertionError(f"{path.name} uses a relative import; use `from lightpeft.... import`")
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lightpeft"):
-            found.add(node.module.removeprefix("lightpeft").removeprefix("."))
+        if isinstance(node, ast.ImportFrom) and node.module == "lightpeft":  # submodules, or the root's own names
+            found.update(a.name if (PACKAGE / f"{a.name}.py").exists() or (PACKAGE / a.name).is_dir() else "__init__"
+                         for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lightpeft."):
+            found.add(node.module.removeprefix("lightpeft."))
         if isinstance(node, ast.Import):
             found.update(a.name.removeprefix("lightpeft.") for a in node.names if a.name.startswith("lightpeft."))
     return found
@@ -39,7 +42,7 @@ def imported(path: Path) -> set[str]:
 @pytest.mark.parametrize("module,path", modules(), ids=[m for m, _ in modules()])
 def test_no_module_imports_from_a_higher_layer(module, path):
     own = layer(module)
-    upward = sorted(m for m in imported(path) if m and layer(m) > own)
+    upward = sorted(m for m in imported(path) if layer(m) > own and m != module)
     assert not upward, f"lightpeft.{module} (layer {own}) imports from a higher layer: {upward}"
 
 

@@ -1,7 +1,5 @@
 """lightpeft: prune early, fine-tune cheaper (Light-PEFT on Hugging Face transformers + peft)."""
 
-__version__ = "0.1.0"
-
 from lightpeft.config import (
     DataConfig,
     ExportConfig,
@@ -23,6 +21,7 @@ from lightpeft.stages.predict import load_predictor, predict_texts
 from lightpeft.stages.run import run
 from lightpeft.stages.run_dir import load_pruned, load_tasks
 from lightpeft.stages.train import train
+from lightpeft.version import __version__  # noqa: F401
 
 __all__ = [
     "DataConfig",

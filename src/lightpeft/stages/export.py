@@ -27,7 +27,6 @@ import torch
 from safetensors.torch import save_file
 from transformers import AutoConfig
 
-from lightpeft import __version__
 from lightpeft.core import heads
 from lightpeft.core.models import assign_tensors, load_tokenizer, model_tensors, tensor_of
 from lightpeft.core.peft_kinds import KINDS, lora_layers
@@ -39,6 +38,7 @@ from lightpeft.fingerprint import fingerprint
 from lightpeft.io import atomic_path, read_safetensors, read_versioned_json, write_json
 from lightpeft.stages.outputs import check_output_dir
 from lightpeft.stages.run_dir import base_path_of, load_pruned, read_run
+from lightpeft.version import __version__
 
 EXPORT_FILE = "export.json"
 EXPORT_SCHEMA_VERSION = 1
