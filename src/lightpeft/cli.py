@@ -145,12 +145,12 @@ def _estimate(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, options, args) -
 def _plan(plan_cfg, options) -> int:
     from lightpeft.methods.light_peft.planning import make_plan
     from lightpeft.report import markdown_table
+    from lightpeft.stages.outputs import check_output_file
 
     if not options.estimate_dir or not options.plan_path:
         raise LightPeftError("`lightpeft plan` needs --estimate_dir DIR and --plan_path OUT.json")
-    out = Path(options.plan_path)
-    if out.exists() and not options.overwrite_output_dir:
-        raise LightPeftError(f"{out} already exists; pass --overwrite_output_dir or another --plan_path")
+    out = check_output_file(options.plan_path, options.overwrite_output_dir, "--plan_path", "--overwrite_output_dir",
+                            {"--estimate_dir": options.estimate_dir})
     plan = make_plan(options.estimate_dir, plan_cfg)
     plan.save(out)
     print(markdown_table(["count", "value"], [[k, v] for k, v in plan.counts.items()]))
@@ -170,7 +170,8 @@ def _train(model_cfg, data_cfg, peft_cfg, options, args) -> int:
     # Light-PEFT's plans continue from the estimated PEFT and head weights
     init_state = initial_state(Estimate.load(options.estimate_dir), plan) if options.estimate_dir else None
     summary = train(model_cfg, data_cfg, peft_cfg, args, plan=plan, init_state=init_state,
-                    overwrite=options.overwrite_output_dir).summary
+                    overwrite=options.overwrite_output_dir,
+                    inputs={"--plan_path": options.plan_path, "--estimate_dir": options.estimate_dir}).summary
     print(f"{summary['method']}: best {summary['metric']} {summary['best_metric']:.4f}, final "
           f"{summary['final_metric']:.4f}, trainable params {summary['trainable_params']:,}, "
           f"train {summary['train_seconds_excluding_eval']:.1f}s -> {args.output_dir}")
