@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from lightpeft.config import (
     RunOptions,
 )
 from lightpeft.core.peft_kinds import PeftSettings
-from lightpeft.errors import LightPeftError
+from lightpeft.errors import Interrupted, LightPeftError
 from lightpeft.methods.light_peft.config import EstimateConfig, PlanConfig
 
 COMMANDS = {
@@ -110,15 +111,34 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=logging.INFO, format="lightpeft: %(message)s")
     command, rest = argv[0], argv[1:]
+    previous = _on_sigterm_raise()
     try:
         configs = parse(command, rest)
         return HANDLERS[command](*configs)
     except LightPeftError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; nothing was written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM as `Interrupted`: staging and locks are gone by now
+        name, code = (err.signal_name, err.exit_code) if isinstance(err, Interrupted) else ("SIGINT", 130)
+        print(f"error: {command} interrupted ({name}); nothing was written", file=sys.stderr)
+        return code
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _on_sigterm_raise():
+    """SIGTERM raises `Interrupted` in the main thread (unwinding like Ctrl-C); a second SIGTERM during the clean-up
+    ends the process at once. Returns the handler it replaced (None off the main thread, where it cannot)."""
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise Interrupted("SIGTERM", 128 + signal.SIGTERM)
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        return None
 
 
 def _run(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, options, args) -> int:

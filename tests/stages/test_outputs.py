@@ -1,11 +1,12 @@
 """Output directories: the marker and what `--overwrite_output_dir` may replace, the stage's inputs, the lock held
-for the whole stage (a second process refuses at once), and staging left by a killed run."""
+for the whole stage (a second process refuses at once), SIGTERM, and staging left by a killed run."""
 
 import hashlib
 import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -183,3 +184,35 @@ def test_staging_left_by_a_killed_run_is_removed_next_time(tmp_path, tiny_model_
     assert any("interrupted run" in r.getMessage() and str(stale) in r.getMessage() for r in caplog.records)
     assert not lock_file(out).exists()
 
+
+# --------------------------------------------------------------------------------------------------- SIGTERM
+
+
+def test_sigterm_ends_a_real_train_with_one_line_and_leaves_nothing(tmp_path, tiny_model_dir, tiny_csv):
+    root = tmp_path / "runs"
+    root.mkdir()
+    out = root / "t"
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lightpeft", "train", "--model_name_or_path", str(tiny_model_dir), "--task",
+         str(tiny_csv), "--max_seq_length", "16", "--output_dir", str(out), "--num_train_epochs", "10000",
+         "--eval_strategy", "no", "--per_device_train_batch_size", "8", "--use_cpu", "true",
+         "--disable_tqdm", "true", "--report_to", "none"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(root.glob(".t.*/t")) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert list(root.glob(".t.*/t")), proc.communicate(timeout=30)  # staging, training under way
+        message = refused("being written by another lightpeft process", train_into, out, tiny_model_dir, tiny_csv)
+        assert f"PID {proc.pid}" in message  # two real lightpeft processes: the second refuses at once
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    errors = [line for line in stderr.splitlines() if line.startswith("error:") or "Traceback" in line]
+    assert proc.returncode == 143, stderr[-2000:]
+    assert errors == ["error: train interrupted (SIGTERM); nothing was written"], stderr[-2000:]
+    assert list(root.iterdir()) == []  # no output, no staging, no lock
