@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from lightpeft.config import (
     RunOptions,
 )
 from lightpeft.core.peft_kinds import PeftSettings
-from lightpeft.errors import LightPeftError
+from lightpeft.errors import Interrupted, LightPeftError
 from lightpeft.methods.light_peft.config import EstimateConfig, PlanConfig
 
 COMMANDS = {
@@ -110,15 +111,34 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=logging.INFO, format="lightpeft: %(message)s")
     command, rest = argv[0], argv[1:]
+    previous = _on_sigterm_raise()
     try:
         configs = parse(command, rest)
         return HANDLERS[command](*configs)
     except LightPeftError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; nothing was written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM as `Interrupted`: staging and locks are gone by now
+        name, code = (err.signal_name, err.exit_code) if isinstance(err, Interrupted) else ("SIGINT", 130)
+        print(f"error: {command} interrupted ({name}); nothing was written", file=sys.stderr)
+        return code
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _on_sigterm_raise():
+    """SIGTERM raises `Interrupted` in the main thread (unwinding like Ctrl-C); a second SIGTERM during the clean-up
+    ends the process at once. Returns the handler it replaced (None off the main thread, where it cannot)."""
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise Interrupted("SIGTERM", 128 + signal.SIGTERM)
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        return None
 
 
 def _run(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, options, args) -> int:
@@ -145,12 +165,12 @@ def _estimate(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, options, args) -
 def _plan(plan_cfg, options) -> int:
     from lightpeft.methods.light_peft.planning import make_plan
     from lightpeft.report import markdown_table
+    from lightpeft.stages.outputs import check_output_file
 
     if not options.estimate_dir or not options.plan_path:
         raise LightPeftError("`lightpeft plan` needs --estimate_dir DIR and --plan_path OUT.json")
-    out = Path(options.plan_path)
-    if out.exists() and not options.overwrite_output_dir:
-        raise LightPeftError(f"{out} already exists; pass --overwrite_output_dir or another --plan_path")
+    out = check_output_file(options.plan_path, options.overwrite_output_dir, "--plan_path", "--overwrite_output_dir",
+                            {"--estimate_dir": options.estimate_dir})
     plan = make_plan(options.estimate_dir, plan_cfg)
     plan.save(out)
     print(markdown_table(["count", "value"], [[k, v] for k, v in plan.counts.items()]))
@@ -170,7 +190,8 @@ def _train(model_cfg, data_cfg, peft_cfg, options, args) -> int:
     # Light-PEFT's plans continue from the estimated PEFT and head weights
     init_state = initial_state(Estimate.load(options.estimate_dir), plan) if options.estimate_dir else None
     summary = train(model_cfg, data_cfg, peft_cfg, args, plan=plan, init_state=init_state,
-                    overwrite=options.overwrite_output_dir).summary
+                    overwrite=options.overwrite_output_dir,
+                    inputs={"--plan_path": options.plan_path, "--estimate_dir": options.estimate_dir}).summary
     print(f"{summary['method']}: best {summary['metric']} {summary['best_metric']:.4f}, final "
           f"{summary['final_metric']:.4f}, trainable params {summary['trainable_params']:,}, "
           f"train {summary['train_seconds_excluding_eval']:.1f}s -> {args.output_dir}")

@@ -87,7 +87,9 @@ class DataConfig:
 @dataclass
 class RunOptions:
     overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "Replace an output directory that already holds a finished run."}
+        default=False,
+        metadata={"help": "Replace an output directory that lightpeft wrote (it carries a .lightpeft marker), never "
+                  "another directory or one holding this command's inputs; `plan`: replace an existing --plan_path."},
     )
     compare_vanilla: bool = field(
         default=False, metadata={"help": "`run` also trains vanilla PEFT (same data, seed, epochs) and prints both."}
@@ -156,7 +158,9 @@ class ExportConfig:
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "Base checkpoint of the run (default: the one used in training)."}
     )
-    overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace an existing export directory."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Replace an existing export directory (one lightpeft wrote; not the run)."}
+    )
 
     def __post_init__(self):
         if not self.run_dir or not self.output_dir:

@@ -1,4 +1,4 @@
-"""Atomic writes: an artifact is either complete on disk or absent, never half-written."""
+"""Atomic writes: an artifact is either complete on disk or absent, never half-written; exclusive lock files."""
 
 from __future__ import annotations
 
@@ -28,6 +28,51 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+class LockHeld(Exception):
+    """Another process holds the lock; `pid` is the one it recorded (None if it has not written it yet)."""
+
+    def __init__(self, lock_file: Path, pid: int | None):
+        super().__init__(f"{lock_file} is held by PID {pid}")
+        self.lock_file, self.pid = lock_file, pid
+
+
+@contextlib.contextmanager
+def exclusive_lock(lock_file: str | os.PathLike) -> Iterator[Path]:
+    """Hold an exclusive `flock` on `lock_file` for the block, without waiting: `LockHeld` if another process has it.
+
+    The file holds the holder's PID and is removed on release (also on exceptions; the kernel drops the lock of a
+    killed process, whose file the next holder reuses). A process that locked a file its last holder had just
+    removed tries again on the new one, so two processes never both hold the lock.
+    """
+    import fcntl
+
+    lock_file = Path(lock_file)
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise LockHeld(lock_file, int(text) if text.isdigit() else None) from None
+        try:
+            current = os.stat(lock_file).st_ino
+        except FileNotFoundError:
+            current = None
+        if current == os.fstat(fd).st_ino:
+            break
+        os.close(fd)  # removed or replaced between our open and our lock: lock the file that is there now
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield lock_file
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock_file)  # before unlocking: whoever opens the path next creates a new file
+        os.close(fd)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -24,8 +24,8 @@ from lightpeft.bench.config import all_arms, arm_label, parse_variant
 from lightpeft.bench.report import markdown, plot, plot_tradeoff
 from lightpeft.config import to_dict
 from lightpeft.errors import LightPeftError
-from lightpeft.io import atomic_path, write_json, write_text
-from lightpeft.stages.outputs import check_output_dir
+from lightpeft.io import write_json, write_text
+from lightpeft.stages.outputs import claimed_output_dir, stage_inputs, staging
 from lightpeft.stages.train import environment
 
 SCHEMA_VERSION = 1
@@ -59,12 +59,16 @@ def _order(arms: list[str], repeat: int) -> list[str]:
 
 def run_bench(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, bench_cfg, args, overwrite: bool = False) -> dict:
     """Run the benchmark into `args.output_dir` and return bench.json's content."""
-    out = check_output_dir(args.output_dir, overwrite)
+    with claimed_output_dir(args.output_dir, overwrite, stage_inputs(model_cfg, data_cfg)) as out:
+        return _bench_into(out, model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, bench_cfg, args)
+
+
+def _bench_into(out: Path, model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, bench_cfg, args) -> dict:
     configs = to_dict(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg)
     training = training_args_to_json(args)
     started = time.perf_counter()
-    with atomic_path(out) as work:
-        (work / "logs").mkdir(parents=True)
+    with staging(out, "bench") as work:
+        (work / "logs").mkdir()
         (work / "runs").mkdir()
         arms = all_arms(bench_cfg)
         per_arm: dict[str, list[dict]] = {arm: [] for arm in arms}

@@ -12,7 +12,7 @@ from lightpeft.core.peft_kinds import PeftSettings
 from lightpeft.core.training import planned_steps
 from lightpeft.methods.light_peft.config import EstimateConfig, PlanConfig
 from lightpeft.methods.light_peft.estimate import Estimate, estimation_steps, run_estimation
-from lightpeft.stages.outputs import check_output_dir, is_main_process
+from lightpeft.stages.outputs import claimed_output_dir, is_main_process, stage_inputs, staging
 from lightpeft.stages.prepare import Prepared, load_task_base, prepare
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,17 @@ def estimate(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSetting
              overwrite: bool = False, plan_cfg: PlanConfig | None = None) -> Estimate:
     """Estimation stage; writes `args.output_dir` (an estimate directory) when `save`. `plan_cfg`'s ratios define
     the keep sets that `--mask_convergence` watches."""
-    out = check_output_dir(args.output_dir, overwrite) if save else None
+    if not save:
+        return _estimate(model_cfg, data_cfg, peft_cfg, est_cfg, args, prepared, plan_cfg)
+    with claimed_output_dir(args.output_dir, overwrite, stage_inputs(model_cfg, data_cfg)) as out:
+        result = _estimate(model_cfg, data_cfg, peft_cfg, est_cfg, args, prepared, plan_cfg)
+        with staging(out, "estimate") as stage_dir:
+            if is_main_process():
+                result.write(stage_dir)
+    return result
+
+
+def _estimate(model_cfg, data_cfg, peft_cfg, est_cfg, args, prepared, plan_cfg) -> Estimate:
     prepared = prepared or prepare(model_cfg, data_cfg)
     base = load_task_base(model_cfg, prepared.task, seed=args.seed)
     steps = estimation_steps(est_cfg, planned_steps(args, len(prepared.train_ds)))
@@ -32,6 +42,4 @@ def estimate(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSetting
     result = run_estimation(base, prepared.tokenizer, prepared.train_ds, prepared.trainer_parts(), args, peft_cfg,
                             est_cfg, steps, plan_cfg, task_kind=prepared.task.kind)
     result.meta["configs"] = to_dict(model_cfg, data_cfg, peft_cfg, est_cfg)
-    if save and is_main_process():
-        result.save(out)
     return result

@@ -35,8 +35,8 @@ from lightpeft.core.plan import PLAN_FILE, Plan
 from lightpeft.core.surgery import prune_backbone
 from lightpeft.errors import LightPeftError
 from lightpeft.fingerprint import fingerprint
-from lightpeft.io import atomic_path, read_safetensors, read_versioned_json, write_json
-from lightpeft.stages.outputs import check_output_dir
+from lightpeft.io import read_safetensors, read_versioned_json, write_json
+from lightpeft.stages.outputs import claimed_output_dir, staging
 from lightpeft.stages.run_dir import base_path_of, load_pruned, read_run
 from lightpeft.version import __version__
 
@@ -54,14 +54,19 @@ def export_run(run_dir: str | Path, output_dir: str | Path, base: str | None = N
     `base` is the run's base checkpoint (default: the one recorded in run.json); it must match the plan's
     fingerprint. Every input is checked before anything is written.
     """
-    out = check_output_dir(output_dir, overwrite)
     summary = read_run(run_dir)
     base_path = base_path_of(summary, run_dir, base)
+    inputs = {"--run_dir": run_dir, "--model_name_or_path": base_path, "tokenizer": summary.get("tokenizer_path")}
+    with claimed_output_dir(output_dir, overwrite, inputs) as out:
+        _export_into(out, run_dir, summary, base_path)
+    return out
+
+
+def _export_into(out: Path, run_dir, summary: dict, base_path: str) -> None:
     model = load_pruned(base_path, run_dir)
     plan = Plan.load(Path(run_dir) / PLAN_FILE)
     tokenizer = load_tokenizer(base_path, summary.get("tokenizer_path"))
-    with atomic_path(out) as tmp:
-        tmp.mkdir()
+    with staging(out, "export") as tmp:
         if plan.kinds == ["lora"]:  # a plain peft adapter needs every module to be LoRA
             _save_vanilla_peft(model, tmp / PEFT_DIR)
         if merged_kinds(plan):
@@ -82,7 +87,6 @@ def export_run(run_dir: str | Path, output_dir: str | Path, base: str | None = N
             "task": {**summary["task"], "kind": heads.kind_of(summary["task"])},
             "peft_dir": PEFT_DIR if plan.kinds == ["lora"] else None,
         })
-    return out
 
 
 def _untied_tensors(model) -> dict[str, torch.Tensor]:

@@ -24,6 +24,7 @@ from lightpeft.errors import LightPeftError
 from lightpeft.io import atomic_path
 from lightpeft.report import markdown_table
 from lightpeft.stages.export import EXPORT_FILE, load_exported, read_export
+from lightpeft.stages.outputs import check_output_file
 from lightpeft.stages.run_dir import base_path_of, load_pruned, read_run
 
 DEFAULT_MAX_SEQ_LENGTH = 128
@@ -201,9 +202,9 @@ def _shorten(text: str) -> str:
 
 def run_predict(cfg: PredictConfig) -> list[dict]:
     """`lightpeft predict`: inputs from flags or a file, predictions written as JSONL (atomically) if asked."""
-    out = Path(cfg.output_file) if cfg.output_file else None
-    if out is not None and out.exists() and not cfg.overwrite_output_file:
-        raise LightPeftError(f"--output_file {out} already exists; pass --overwrite_output_file or another path")
+    inputs = {"--input_file": cfg.input_file, "--run_dir": cfg.run_dir, "--model_name_or_path": cfg.model_name_or_path}
+    out = check_output_file(cfg.output_file, cfg.overwrite_output_file, "--output_file", "--overwrite_output_file",
+                            inputs) if cfg.output_file else None
     task = read_task(cfg.run_dir)
     if cfg.input_file:
         texts, pairs = read_texts(cfg.input_file, *_input_columns(cfg, heads.kind_of(task)))

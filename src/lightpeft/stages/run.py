@@ -11,7 +11,7 @@ from lightpeft.methods.light_peft.config import EstimateConfig, PlanConfig
 from lightpeft.methods.light_peft.planning import initial_state, make_plan
 from lightpeft.report import markdown_table
 from lightpeft.stages.estimate import estimate
-from lightpeft.stages.outputs import check_output_dir, is_main_process, staging
+from lightpeft.stages.outputs import claimed_output_dir, is_main_process, stage_inputs, staging
 from lightpeft.stages.prepare import Prepared, prepare
 from lightpeft.stages.run_dir import RUN_FILE
 from lightpeft.stages.train import RunResult, train_into
@@ -25,26 +25,31 @@ def run(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, es
     Layout: `estimate/`, `plan.json`, the trained run at the top level, `vanilla/` (optional), `summary.md`.
     """
     options = options or RunOptions()
-    out = check_output_dir(args.output_dir, options.overwrite_output_dir)
-    prepared = prepared or prepare(model_cfg, data_cfg)
-    with staging(out) as stage_dir:
-        est = estimate(model_cfg, data_cfg, peft_cfg, est_cfg, args, prepared, save=False, plan_cfg=plan_cfg)
-        if is_main_process():
-            est.save(stage_dir / "estimate")
-        plan = make_plan(est, plan_cfg)
-        result = train_into(stage_dir, model_cfg, prepared, peft_cfg, args, plan, initial_state(est, plan))
-        light = result.summary
-        light["estimate_seconds"] = est.meta["stats"]["seconds"]
-        rows = [_table_row("Light-PEFT", light)]
-        if options.compare_vanilla:
-            vanilla_dir = stage_dir / "vanilla"
-            vanilla_dir.mkdir()
-            vanilla = train_into(vanilla_dir, model_cfg, prepared, peft_cfg, args, None, None).summary
-            rows.insert(0, _table_row(f"vanilla {get_kind(peft_cfg.peft).label}", vanilla))
-        light["summary_table"] = summary_table(rows)
-        if is_main_process():
-            (stage_dir / "summary.md").write_text(light["summary_table"] + "\n")
-            write_json(stage_dir / RUN_FILE, light)
+    with claimed_output_dir(args.output_dir, options.overwrite_output_dir, stage_inputs(model_cfg, data_cfg)) as out:
+        prepared = prepared or prepare(model_cfg, data_cfg)
+        with staging(out, "run") as stage_dir:
+            result = _run_into(stage_dir, model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, args, options, prepared)
+    return result
+
+
+def _run_into(stage_dir, model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, args, options, prepared) -> RunResult:
+    est = estimate(model_cfg, data_cfg, peft_cfg, est_cfg, args, prepared, save=False, plan_cfg=plan_cfg)
+    if is_main_process():
+        est.save(stage_dir / "estimate")
+    plan = make_plan(est, plan_cfg)
+    result = train_into(stage_dir, model_cfg, prepared, peft_cfg, args, plan, initial_state(est, plan))
+    light = result.summary
+    light["estimate_seconds"] = est.meta["stats"]["seconds"]
+    rows = [_table_row("Light-PEFT", light)]
+    if options.compare_vanilla:
+        vanilla_dir = stage_dir / "vanilla"
+        vanilla_dir.mkdir()
+        vanilla = train_into(vanilla_dir, model_cfg, prepared, peft_cfg, args, None, None).summary
+        rows.insert(0, _table_row(f"vanilla {get_kind(peft_cfg.peft).label}", vanilla))
+    light["summary_table"] = summary_table(rows)
+    if is_main_process():
+        (stage_dir / "summary.md").write_text(light["summary_table"] + "\n")
+        write_json(stage_dir / RUN_FILE, light)
     return result
 
 

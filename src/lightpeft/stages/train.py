@@ -26,7 +26,7 @@ from lightpeft.core.training import make_trainer, measured
 from lightpeft.data import TaskData
 from lightpeft.io import write_json
 from lightpeft.metrics import GREATER_IS_BETTER, MAIN_METRIC
-from lightpeft.stages.outputs import check_output_dir, is_main_process, staging
+from lightpeft.stages.outputs import Inputs, claimed_output_dir, is_main_process, stage_inputs, staging
 from lightpeft.stages.prepare import Prepared, load_task_base, prepare
 from lightpeft.stages.run_dir import RUN_FILE, RUN_SCHEMA_VERSION, RUN_WEIGHTS_FILE
 
@@ -52,19 +52,22 @@ class RunResult:
 
 def train(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, args: LightPeftTrainingArguments,
           plan: Plan | str | None = None, init_state: dict[str, torch.Tensor] | None = None,
-          prepared: Prepared | None = None, overwrite: bool = False, output_dir: str | Path | None = None
-          ) -> RunResult:
+          prepared: Prepared | None = None, overwrite: bool = False, output_dir: str | Path | None = None,
+          inputs: Inputs | None = None) -> RunResult:
     """Training stage: the pruned model of any `plan` (whichever method made it), or vanilla PEFT without one.
 
     The plan says which PEFT kind sits on which module; `peft_cfg` only shapes the vanilla plan made when none is
     given. `init_state`: plan-shaped PEFT and head weights to start from (Light-PEFT: `initial_state(estimate,
     plan)`); without it they start fresh. Writes a run directory and returns the summary (also written as
-    run.json), the plan and the trained model.
+    run.json), the plan and the trained model. `inputs`: other paths the caller read for this run, by flag (e.g.
+    `--estimate_dir`); the output directory may not be or hold any of them, nor the base, data or plan file.
     """
-    out = check_output_dir(output_dir or args.output_dir, overwrite)
-    prepared = prepared or prepare(model_cfg, data_cfg)
-    with staging(out) as stage_dir:
-        return train_into(stage_dir, model_cfg, prepared, peft_cfg, args, plan, init_state)
+    plan_path = plan if isinstance(plan, (str, Path)) else None
+    inputs = {**stage_inputs(model_cfg, data_cfg, plan_path=plan_path), **(inputs or {})}
+    with claimed_output_dir(output_dir or args.output_dir, overwrite, inputs) as out:
+        prepared = prepared or prepare(model_cfg, data_cfg)
+        with staging(out, "run") as stage_dir:
+            return train_into(stage_dir, model_cfg, prepared, peft_cfg, args, plan, init_state)
 
 
 def train_into(stage_dir: Path, model_cfg, prepared: Prepared, peft_cfg, args, plan, init_state) -> RunResult:

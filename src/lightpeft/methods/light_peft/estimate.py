@@ -59,15 +59,19 @@ class Estimate:
         """Write atomically: the directory appears complete or not at all."""
         with atomic_path(directory) as tmp:
             tmp.mkdir()
-            save_file({"head": self.head_masks.contiguous(), "ffn": self.ffn_masks.contiguous()},
-                      tmp / "masks.safetensors")
-            save_file({"module": self.module_importance.contiguous(), "rank": self.rank_importance.contiguous()},
-                      tmp / "importance.safetensors")
-            save_file({k: v.contiguous() for k, v in self.peft_state.items()}, tmp / "peft_weights.safetensors")
-            (tmp / META_FILE).write_text(json.dumps(self.meta, indent=2) + "\n")
-            from lightpeft.report import plot_masks
+            self.write(tmp)
 
-            plot_masks(self.head_masks, self.ffn_masks, tmp / "masks.png")
+    def write(self, directory: Path) -> None:
+        """Write the files into the existing `directory` (a staging directory: not atomic by itself)."""
+        save_file({"head": self.head_masks.contiguous(), "ffn": self.ffn_masks.contiguous()},
+                  directory / "masks.safetensors")
+        save_file({"module": self.module_importance.contiguous(), "rank": self.rank_importance.contiguous()},
+                  directory / "importance.safetensors")
+        save_file({k: v.contiguous() for k, v in self.peft_state.items()}, directory / "peft_weights.safetensors")
+        (directory / META_FILE).write_text(json.dumps(self.meta, indent=2) + "\n")
+        from lightpeft.report import plot_masks
+
+        plot_masks(self.head_masks, self.ffn_masks, directory / "masks.png")
 
     @classmethod
     def load(cls, directory: str | Path) -> "Estimate":
