@@ -82,15 +82,17 @@ def test_profile_parts_add_up_to_the_step(tiny_model_dir):
 
 
 def arm(throughput, train_s, est_s, mem, lat1, lat32, tput32, inf_mem, metric, step_flops):
+    """Live tensor figures: 0.8 of the process memory in training, 0.5 of it in inference."""
     return {"train_throughput": throughput, "train_seconds": train_s, "estimate_seconds": est_s,
             "end_to_end_seconds": train_s + est_s, "train_memory_mb": mem, "peak_train_rss_mb": mem + 500,
+            "peak_train_live_mb": 0.8 * mem,
             "model_mb": 80.0, "forward_flops_per_example": 1e6, "best_metric": metric, "final_metric": metric,
             "train_step_flops_per_example": {"total": step_flops}, "metric": "accuracy", "foundation_params": 10,
             "trainable_params": 5, "plan_counts": {},
             "inference": {"1": {"median_latency_ms": lat1, "throughput_examples_per_s": 1000 / lat1,
-                                "memory_mb": inf_mem},
+                                "memory_mb": inf_mem, "live_mb": 0.5 * inf_mem},
                           "32": {"median_latency_ms": lat32, "throughput_examples_per_s": tput32,
-                                 "memory_mb": inf_mem}}}
+                                 "memory_mb": inf_mem, "live_mb": 0.5 * inf_mem}}}
 
 
 def test_ratios_are_light_over_vanilla_of_medians():
@@ -106,12 +108,15 @@ def test_ratios_are_light_over_vanilla_of_medians():
     assert ratios["peak_train_memory"] == pytest.approx(105 / 210)
     assert ratios["infer_latency"] == pytest.approx(5.5 / 11) and ratios["infer_latency_batch"] == 1
     assert ratios["infer_memory"] == pytest.approx(45 / 100)
+    assert ratios["peak_train_live_memory"] == pytest.approx(105 / 210)
+    assert ratios["infer_live_memory"] == ratios["infer_live_memory_bs1"] == pytest.approx(45 / 100)
+    assert light["infer_live_mb"] == {"1": 22.5, "32": 22.5}
     assert ratios["metric_delta"] == pytest.approx(-0.5)
     assert ratios["flop_ideal_train_speedup"] == pytest.approx(2.0)
     assert ratios["fraction_of_flop_ideal"] == pytest.approx(1.0)
     met = {t["figure"]: t["met"] for t in check_targets(ratios)}
-    assert met == {"train_throughput": True, "end_to_end_speedup": True, "peak_train_memory": True,
-                   "infer_latency": True, "infer_memory": True, "fraction_of_flop_ideal": True,
+    assert met == {"train_throughput": True, "end_to_end_speedup": True, "peak_train_live_memory": True,
+                   "infer_latency": True, "infer_live_memory": True, "fraction_of_flop_ideal": True,
                    "metric_delta": True}
     assert vanilla["best_metric_std"] == pytest.approx(np.std([0.80, 0.82], ddof=1))
 
@@ -166,9 +171,15 @@ def test_bench_runs_both_arms_in_their_own_processes(tiny_model_dir, tiny_csv, t
     on_disk = json.loads((out / "bench.json").read_text())
     assert on_disk["ratios"] == bench["ratios"]
     for key in ("train_throughput", "end_to_end_time", "peak_train_memory", "infer_latency", "infer_memory",
-                "metric_delta"):
+                "peak_train_live_memory", "infer_live_memory", "infer_live_memory_bs1", "metric_delta"):
         assert isinstance(bench["ratios"][key], float), key
     light = bench["arms"]["Light-PEFT"]
+    for figures in bench["arms"].values():  # live tensors: the weights and more, in training and at each batch size
+        assert figures["peak_train_live_mb"] > figures["infer_live_mb"]["4"] > figures["model_mb"]
+        assert set(figures["infer_live_mb"]) == {"1", "4"}
+    report = (out / "bench.md").read_text()
+    assert "train live MB" in report and "infer live MB bs4" in report and "## Memory (MB)" in report
+    assert "| infer bs1 live |" in report and "compare arms by" in report
     assert light["estimate_seconds"] > 0 and bench["arms"]["vanilla"]["estimate_seconds"] == 0
     assert light["foundation_params"] < bench["arms"]["vanilla"]["foundation_params"]
     assert (out / "bench.png").stat().st_size > 10_000 and "## Targets" in (out / "bench.md").read_text()

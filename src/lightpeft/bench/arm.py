@@ -1,9 +1,10 @@
 """One benchmark arm in its own process: `python -m lightpeft.bench.arm {train|infer|shape} SPEC.json RESULT.json`.
 
 `train` runs vanilla PEFT (`lightpeft train`) or Light-PEFT (`lightpeft run`) into the spec's run directory and
-records times and memory; `infer` rebuilds the trained run from the base checkpoint, counts FLOPs, optionally
-profiles a training step, merges LoRA into the weights (adapters stay) and times inference; `shape` times a
-random-init model (see shapes.py). A fresh process per arm keeps the
+records times and memory; `infer` rebuilds the trained run from the base checkpoint, counts FLOPs, measures the
+peak live tensor bytes of training steps on the longest batch (so the timed training run carries no tracker),
+optionally profiles a training step, merges LoRA into the weights (adapters stay) and times inference; `shape`
+times a random-init model (see shapes.py). A fresh process per arm keeps the
 arms from sharing allocator state, warm caches or a memory high-water mark.
 """
 
@@ -18,7 +19,8 @@ import torch
 
 from lightpeft import memory
 from lightpeft.bench.flops import forward_flops, train_step_flops
-from lightpeft.bench.latency import batches_of, model_megabytes, time_inference
+from lightpeft.bench.latency import batches_of, longest_batch, model_megabytes, time_inference
+from lightpeft.bench.live_memory import train_live_peak, trainer_optimizer
 from lightpeft.bench.profile import profile_training_step
 from lightpeft.config import DataConfig, LightPeftTrainingArguments, ModelConfig, RunOptions
 from lightpeft.core.peft_kinds import PeftSettings
@@ -99,6 +101,10 @@ def infer_arm(spec: dict) -> dict:
     bs = train_batch["input_ids"].shape[0]
     step = train_step_flops(model, train_batch)
     result["train_step_flops_per_example"] = {k: v / bs for k, v in step.items()}
+    longest = longest_batch(prepared.train_ds, collator, args.per_device_train_batch_size, device, labels=True)
+    result["train_live"] = train_live_peak(model, longest, trainer_optimizer(model, args), args)
+    result["peak_train_live_mb"] = result["train_live"]["peak_mb"]
+    del longest
     if spec.get("profile"):
         result["profile"] = profile_training_step(model, prepared.train_ds, collator, args.per_device_train_batch_size)
     if spec.get("export_inference"):
@@ -114,6 +120,7 @@ def infer_arm(spec: dict) -> dict:
         timing["memory_mb"] = timing["peak_cuda_mb"] if timing["peak_cuda_mb"] is not None \
             else result["model_mb"] + timing["activation_rss_mb"]
         result["inference"][str(batch_size)] = timing
+    result["infer_live_mb"] = {size: timing["live_mb"] for size, timing in result["inference"].items()}
     return result
 
 

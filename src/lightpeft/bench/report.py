@@ -21,10 +21,35 @@ def arm_rows(arms: dict) -> list[list]:
         rows.append([
             name, _metric(a), _fmt(a["train_throughput"], 1), _fmt(a["train_seconds"], 1),
             _fmt(a["estimate_seconds"], 1), _fmt(a["end_to_end_seconds"], 1), _fmt(a["train_memory_mb"], 0),
-            *lat, _fmt(inf[max(inf, key=int)]["throughput_examples_per_s"], 1) if inf else None,
-            _fmt(inf[max(inf, key=int)]["memory_mb"], 0) if inf else None, a["foundation_params"],
+            _fmt(a.get("peak_train_live_mb"), 0), *lat,
+            _fmt(inf[max(inf, key=int)]["throughput_examples_per_s"], 1) if inf else None,
+            _fmt(inf[max(inf, key=int)]["memory_mb"], 0) if inf else None,
+            _fmt(inf[max(inf, key=int)].get("live_mb"), 0) if inf else None, a["foundation_params"],
             a["trainable_params"], _fmt((a.get("forward_flops_per_example") or 0) / 1e6, 1),
         ])
+    return rows
+
+
+def on_gpu(bench: dict) -> bool:
+    return str(bench.get("environment", {}).get("device", "")).startswith("cuda")
+
+
+def memory_note(bench: dict) -> str:
+    """One line on the two memory figures: which one to read, and why they differ."""
+    primary = "on GPU the allocator's peak stays the primary figure" if on_gpu(bench) else \
+        "on CPU the figure to compare arms by"
+    return ("Memory: *memory* = the CUDA allocator's peak on GPU; on CPU the weights plus the peak RSS the stage "
+            "added, which also holds freed heap pages and allocator / oneDNN per-shape caches. *Live* = peak bytes "
+            "of tensors alive at once (weights, gradients, optimizer state, activations), over training steps on "
+            f"the longest training batch and a forward pass of the longest dev batch: {primary}.")
+
+
+def memory_rows(arms: dict, sizes: list) -> list[list]:
+    rows = []
+    for name, a in arms.items():
+        inf = a.get("inference", {})
+        rows.append([name, _fmt(a["train_memory_mb"], 1), _fmt(a.get("peak_train_live_mb"), 1),
+                     *[_fmt(inf.get(str(b), {}).get(key), 1) for b in sizes for key in ("memory_mb", "live_mb")]])
     return rows
 
 
@@ -44,10 +69,13 @@ def _delta_header(bench: dict) -> str:
 def markdown(bench: dict) -> str:
     arms, sizes = bench["arms"], bench["infer_batch_sizes"]
     headers = ["arm", f"dev {next(iter(arms.values()))['metric'] or 'metric'} (best)", "train ex/s", "train s", "estimate s",
-               "end-to-end s", "train memory MB", *[f"infer latency bs{b} ms" for b in sizes],
-               f"infer ex/s bs{max(sizes)}", f"infer memory MB bs{max(sizes)}", "foundation params",
-               "trainable params", "forward MFLOPs/example"]
+               "end-to-end s", "train memory MB", "train live MB", *[f"infer latency bs{b} ms" for b in sizes],
+               f"infer ex/s bs{max(sizes)}", f"infer memory MB bs{max(sizes)}", f"infer live MB bs{max(sizes)}",
+               "foundation params", "trainable params", "forward MFLOPs/example"]
     parts = [f"# Benchmark: {bench['label']}", "", bench["description"], "", markdown_table(headers, arm_rows(arms))]
+    parts += ["", "## Memory (MB)", "", markdown_table(
+        ["arm", "train memory", "train live", *[f"infer bs{b} {kind}" for b in sizes for kind in ("memory", "live")]],
+        memory_rows(arms, sizes)), "", memory_note(bench)]
     if bench.get("ratios"):
         parts += ["", "## Light-PEFT / vanilla", "",
                   markdown_table(["figure", "ratio"], [[k, _fmt(v, 3)] for k, v in bench["ratios"].items()])]
@@ -70,10 +98,12 @@ def markdown(bench: dict) -> str:
             for label, key in (("as trained (PEFT unmerged)", "unmerged_inference"),
                                ("merged in the bench", "inference"), ("`lightpeft export`", "export_inference")):
                 rows.append([name, label, *[_fmt(a[key][str(b)]["median_latency_ms"], 2) for b in sizes],
-                             *[_fmt(a[key][str(b)]["memory_mb"], 0) for b in sizes]])
+                             *[_fmt(a[key][str(b)]["memory_mb"], 0) for b in sizes],
+                             *[_fmt(a[key][str(b)].get("live_mb"), 0) for b in sizes]])
         parts += ["", "## Deployment forms (inference)", "",
                   markdown_table(["arm", "form", *[f"latency bs{b} ms" for b in sizes],
-                                  *[f"memory bs{b} MB" for b in sizes]], rows), "",
+                                  *[f"memory bs{b} MB" for b in sizes], *[f"live bs{b} MB" for b in sizes]],
+                                 rows), "",
                   markdown_table(["arm", "run dir MB (no estimate)", "export MB"],
                                  [[n, _fmt(a["run_dir_mb_on_disk"], 3), _fmt(a["export_mb_on_disk"], 1)]
                                   for n, a in forms])]
@@ -105,16 +135,20 @@ def plot(bench: dict, path: str | Path) -> None:
     arms = bench["arms"]
     names = list(arms)
     sizes = [str(b) for b in bench["infer_batch_sizes"]]
+    # memory bars: the CUDA allocator's peak on GPU, live tensor bytes on CPU (RSS there is mostly caches)
+    gpu = on_gpu(bench)
+    kind = "CUDA allocator" if gpu else "live tensors"
+    train_key, infer_key = ("train_memory_mb", "memory_mb") if gpu else ("peak_train_live_mb", "live_mb")
     panels = [
         ("dev metric (best, mean)", [a["best_metric_mean"] or 0 for a in arms.values()],
          [a["best_metric_std"] or 0 for a in arms.values()]),
         ("training throughput (ex/s)", [a["train_throughput"] or 0 for a in arms.values()], None),
         ("end-to-end time (s, estimate + train)", [a["end_to_end_seconds"] or 0 for a in arms.values()], None),
-        ("peak training memory (MB)", [a["train_memory_mb"] or 0 for a in arms.values()], None),
+        (f"peak training memory, {kind} (MB)", [a.get(train_key) or 0 for a in arms.values()], None),
         *[(f"inference latency bs{b} (ms)", [a["inference"].get(b, {}).get("median_latency_ms") or 0
                                               for a in arms.values()], None) for b in sizes],
-        (f"inference memory bs{sizes[-1]} (MB)", [a["inference"].get(sizes[-1], {}).get("memory_mb") or 0
-                                                   for a in arms.values()], None),
+        (f"inference memory bs{sizes[-1]}, {kind} (MB)",
+         [a["inference"].get(sizes[-1], {}).get(infer_key) or 0 for a in arms.values()], None),
     ]
     cols = 4
     rows = (len(panels) + cols - 1) // cols

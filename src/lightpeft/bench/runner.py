@@ -139,7 +139,8 @@ def _description(bench_cfg, training: dict, configs: dict) -> str:
                 f"{bench_cfg.shape_seq_length} tokens, {bench_cfg.shape_steps} timed AdamW steps after warm-up, "
                 f"seeds {bench_cfg.seeds}. Throughput and memory only (no accuracy; no estimation stage, so "
                 "end-to-end = training). Memory: CUDA allocator peak on GPU; on CPU the model's weight bytes plus the "
-                "peak RSS the timed work added over the loaded model.")
+                "peak RSS the timed work added over the loaded model. Live: peak live tensor bytes of one training "
+                "step after the timed ones and of a forward pass, measured apart from the timed work.")
     model = configs["ModelConfig"]["model_name_or_path"]
     data = configs["DataConfig"]
     peft = configs["PeftSettings"]["peft"]
@@ -149,7 +150,9 @@ def _description(bench_cfg, training: dict, configs: dict) -> str:
             f"{training['learning_rate']}, seeds {bench_cfg.seeds} (arm order alternates). Each arm trains in its own "
             "process; times and memory are medians over seeds, the dev metric is the mean ± std of the best epoch. "
             "Memory: CUDA allocator peak on GPU; on CPU the model's weight bytes plus the peak RSS the stage added "
-            "over the loaded model (so allocator leftovers of loading and pruning are not counted). Inference: "
+            "over the loaded model (so allocator leftovers of loading and pruning are not counted). Live: peak "
+            "live tensor bytes, measured in the inference process (2 training steps on the longest training batch "
+            "with the run's optimizer at learning rate 0; a forward pass of the longest dev batch). Inference: "
             f"{'LoRA merged' if peft == 'lora' else 'adapters kept'}, dev examples, median batch latency after "
             "warm-up.")
 

@@ -14,6 +14,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, BertCon
 from lightpeft import memory
 from lightpeft.bench.flops import forward_flops, train_step_flops
 from lightpeft.bench.latency import WARMUP_BATCHES, model_megabytes, time_inference
+from lightpeft.bench.live_memory import train_live_peak
 from lightpeft.core import arch
 from lightpeft.core.build import build_model, vanilla_plan
 from lightpeft.core.models import BaseModel
@@ -113,7 +114,10 @@ def shape_arm(spec: dict, peft_cfg, plan_cfg) -> dict:
     _sync()
     seconds = time.perf_counter() - start
     peak_cuda = memory.peak_cuda_mb()
-    train_memory = peak_cuda if peak_cuda is not None else model_megabytes(model) + memory.peak_rss_mb() - start_rss
+    peak_rss = memory.peak_rss_mb()  # read before inference, which starts a new peak window
+    train_memory = peak_cuda if peak_cuda is not None else model_megabytes(model) + peak_rss - start_rss
+    # after the timed steps: the optimizer holds its state already, so one step is the steady state
+    train_live = train_live_peak(model, batch, optimizer, steps=1)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     merged = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model  # adapters stay
     inference = {}
@@ -127,8 +131,10 @@ def shape_arm(spec: dict, peft_cfg, plan_cfg) -> dict:
     examples = spec["steps"] * spec["batch_size"]
     return {"arm": spec["arm"], "seed": spec["seed"], "metric": None, "best_metric": None, "final_metric": None,
             "train_seconds": seconds, "estimate_seconds": 0.0, "end_to_end_seconds": seconds,
-            "train_throughput": examples / seconds, "train_memory_mb": train_memory, "peak_train_rss_mb":
-            memory.peak_rss_mb(), "model_mb": model_megabytes(merged), "forward_flops_per_example":
+            "train_throughput": examples / seconds, "train_memory_mb": train_memory, "peak_train_rss_mb": peak_rss,
+            "train_live": train_live, "peak_train_live_mb": train_live["peak_mb"],
+            "infer_live_mb": {size: timing["live_mb"] for size, timing in inference.items()},
+            "model_mb": model_megabytes(merged), "forward_flops_per_example":
             forward_flops(merged, batch) / spec["batch_size"], "train_step_flops_per_example":
             {k: v / spec["batch_size"] for k, v in flops.items()}, "inference": inference,
             "foundation_params": plan.counts["foundation_params_after"],
