@@ -32,7 +32,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from lightpeft import LightPeftError
 from lightpeft.cli import COMMANDS, flag_names
 from lightpeft.core import arch, heads
-from lightpeft.core.peft_kinds import ADAPTER, lora_layers, peft_units, wrap_with_lora
+from lightpeft.core.peft_kinds import PEFT_ADAPTER_NAME, lora_layers, peft_units, wrap_with_lora
 from lightpeft.core.peft_modules import trained_heads
 from lightpeft.core.surgery import (
     HEAD_ATTRIBUTES,
@@ -394,9 +394,9 @@ def test_lora_layer_is_base_plus_scaled_branch(family):
     name = arch.linear_names(model, ["q"])[0]
     peft_model = wrap_with_lora(model, [name], r=4, alpha=8.0, dropout=0.0)
     layer = lora_layers(peft_model)[name]
-    nn.init.normal_(layer.lora_B[ADAPTER].weight)
+    nn.init.normal_(layer.lora_B[PEFT_ADAPTER_NAME].weight)
     unit = peft_units(peft_model)[name]
-    assert layer.r[ADAPTER] == 4 and layer.lora_alpha[ADAPTER] == 8.0 and unit.scaling == layer.scaling[ADAPTER] == 2.0
+    assert layer.r[PEFT_ADAPTER_NAME] == 4 and layer.lora_alpha[PEFT_ADAPTER_NAME] == 8.0 and unit.scaling == layer.scaling[PEFT_ADAPTER_NAME] == 2.0
     fan_in, fan_out = arch.features(layer.base_layer)
     assert unit.down.shape == (4, fan_in) and unit.up.shape == (fan_out, 4)
     seen = {}
@@ -419,8 +419,8 @@ def test_rank_and_alpha_patterns_are_honoured_per_module():
     assert set(layers) == set(names)
     for name, layer in layers.items():
         rank = 2 if name == names[2] else 4
-        assert layer.r[ADAPTER] == rank and layer.lora_A[ADAPTER].weight.shape[0] == rank, name
-        assert layer.scaling[ADAPTER] == pytest.approx(2.0), name
+        assert layer.r[PEFT_ADAPTER_NAME] == rank and layer.lora_A[PEFT_ADAPTER_NAME].weight.shape[0] == rank, name
+        assert layer.scaling[PEFT_ADAPTER_NAME] == pytest.approx(2.0), name
 
 
 @pytest.mark.parametrize("family, task_class", [("bert", AutoModelForSequenceClassification),

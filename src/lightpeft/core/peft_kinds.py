@@ -23,12 +23,14 @@ from lightpeft.config import check_positive
 from lightpeft.core import adapters, arch, heads
 from lightpeft.errors import LightPeftError
 
-ADAPTER = "default"  # peft adapter name
+PEFT_ADAPTER_NAME = "default"  # the name peft gives the one adapter a model carries
 
 
 @dataclass
 class PeftUnit:
-    """One PEFT module as importance and surgery see it (see the module docstring)."""
+    """One PEFT module of any kind as importance and surgery see it: the frozen linear `base` (whose output h the
+    importance ratio divides by), the `branch` whose output times `scaling` is the PEFT delta, and the `down`
+    (units, in) and `up` (out, units) weights whose rows / columns are the prunable units."""
 
     peft: str  # the kind's name
     base: nn.Module
@@ -48,7 +50,7 @@ def hf_model(model: nn.Module) -> nn.Module:
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def lora_layers(model: nn.Module, adapter: str = ADAPTER) -> dict[str, LoraLayer]:
+def lora_layers(model: nn.Module, adapter: str = PEFT_ADAPTER_NAME) -> dict[str, LoraLayer]:
     """LoRA-wrapped linears of an HF model (or PeftModel), by name relative to the HF model."""
     return {n: m for n, m in hf_model(model).named_modules() if isinstance(m, LoraLayer) and adapter in m.lora_A}
 
@@ -103,7 +105,8 @@ ADAPTER_PLACEMENTS = {"houlsby": ("o", "ffn_out"), "pfeiffer": ("ffn_out",)}
 class PeftSettings:
     peft: str = field(
         default="lora",
-        metadata={"help": "PEFT method: `lora` (peft LoRA) or `adapter` (bottleneck adapters, see --adapter_*)."},
+        metadata={"help": "PEFT kind: `lora` (peft LoRA) or `adapter` (bottleneck adapters, see --adapter_*). "
+                  "Training from a plan takes the kind of each module from the plan."},
     )
     lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
     lora_alpha: float = field(default=16.0, metadata={"help": "LoRA alpha; scaling is alpha / r."})
@@ -188,8 +191,8 @@ def wrap_with_lora(model: nn.Module, targets: list[str], r: int, alpha: float, d
 
 
 def _lora_units(model: nn.Module) -> dict[str, PeftUnit]:
-    return {name: PeftUnit("lora", layer.base_layer, layer.lora_B[ADAPTER], layer.scaling[ADAPTER],
-                           layer.lora_A[ADAPTER].weight, layer.lora_B[ADAPTER].weight)
+    return {name: PeftUnit("lora", layer.base_layer, layer.lora_B[PEFT_ADAPTER_NAME], layer.scaling[PEFT_ADAPTER_NAME],
+                           layer.lora_A[PEFT_ADAPTER_NAME].weight, layer.lora_B[PEFT_ADAPTER_NAME].weight)
             for name, layer in lora_layers(model).items()}
 
 

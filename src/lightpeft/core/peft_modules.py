@@ -1,8 +1,7 @@
 """PEFT modules of any kind in a model: inject a plan's modules, and move their (and the head's) weights in and out.
 
-Both types are seen through one view, `PeftUnit`: the frozen linear's `base` (whose output h the importance ratio
-divides by), the `branch` module whose output times `scaling` is the PEFT delta, and the `down` (units, in) and `up`
-(out, units) weights whose rows / columns are the prunable units (LoRA ranks, adapter bottleneck units).
+Every kind is seen through one view, `peft_kinds.PeftUnit` (a frozen base linear, a branch, and the `down` /
+`up` weights whose rows / columns are the prunable units: LoRA ranks, adapter bottleneck units).
 
 Weights travel under canonical names relative to the HF task model: `<linear>.lora_A` / `<linear>.lora_B` for
 LoRA, `<linear>.adapter_down` / `<linear>.adapter_up` for adapters, and `<head module>.<param>` for the task head,
@@ -16,7 +15,7 @@ from peft.utils import ModulesToSaveWrapper
 from torch import nn
 
 from lightpeft.core import heads
-from lightpeft.core.peft_kinds import ADAPTER, KINDS, hf_model, peft_units
+from lightpeft.core.peft_kinds import KINDS, PEFT_ADAPTER_NAME, hf_model, peft_units
 from lightpeft.core.plan import Plan
 from lightpeft.errors import LightPeftError
 
@@ -58,7 +57,7 @@ def trained_heads(model: nn.Module) -> dict[str, nn.Module]:
     """The task head modules that train, by name relative to the HF model: peft's `modules_to_save` copy in a
     LoRA model (the original stays frozen), else the HF model's own (`heads.head_modules`)."""
     if hasattr(model, "get_base_model"):
-        return {n: m.modules_to_save[ADAPTER] for n, m in model.get_base_model().named_modules()
+        return {n: m.modules_to_save[PEFT_ADAPTER_NAME] for n, m in model.get_base_model().named_modules()
                 if isinstance(m, ModulesToSaveWrapper)}
     return heads.head_modules(model)
 
