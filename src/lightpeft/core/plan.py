@@ -122,10 +122,6 @@ class Plan:
         return dataclasses.replace(self, peft_modules=modules,
                                    peft_configs={k: v for k, v in self.peft_configs.items() if k in kinds})
 
-    def full_units(self, name: str) -> int:
-        """Units of module `name` before pruning: its kind's LoRA rank or adapter bottleneck size."""
-        return self.peft_configs[self.peft_modules[name]["kind"]]["r"]
-
     def kept_units(self, name: str) -> list[int]:
         return self.peft_modules[name]["units"]
 
