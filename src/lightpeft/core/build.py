@@ -13,14 +13,19 @@ from lightpeft.core.models import BaseModel
 from lightpeft.core.peft_kinds import PeftSettings, hf_model
 from lightpeft.core.peft_modules import import_state, inject_for_plan
 from lightpeft.core.plan import Plan
+from lightpeft.core.plan_checks import check_plan
 from lightpeft.core.surgery import prune_backbone
 
 FRESH_PREFIX = "fresh."  # backbone weights the checkpoint lacked (random init), kept so reloads match
 
 
-def build_model(base: BaseModel, plan: Plan, peft_state: dict[str, torch.Tensor] | None = None):
-    """Prune a fresh base physically to `plan`, inject its PEFT, and load `peft_state` (already plan-shaped) if given."""
+def build_model(base: BaseModel, plan: Plan, peft_state: dict[str, torch.Tensor] | None = None,
+                source: str = "the plan"):
+    """Prune a fresh base physically to `plan`, inject its PEFT, and load `peft_state` (already plan-shaped) if given.
+
+    The plan is checked against the base's structure first (`check_plan`; `source` names it in errors)."""
     plan.check_base(base.fingerprint)
+    check_plan(plan, base.model, source)
     if peft_state:
         _load_fresh_backbone_weights(base.model, peft_state)
     prune_backbone(base.model, plan)

@@ -74,11 +74,15 @@ class Plan:
 
     def check_kinds(self, source: str = "plan") -> None:
         """Every module names a known PEFT kind whose settings the plan carries."""
+        for field_name in ("peft_modules", "peft_configs"):
+            if not isinstance(getattr(self, field_name), dict):
+                raise LightPeftError(f"{source} has {field_name} of type {type(getattr(self, field_name)).__name__}, "
+                                     "expected an object; re-create it with `lightpeft plan`")
         for name, entry in self.peft_modules.items():
             kind = entry.get("kind") if isinstance(entry, dict) else None
-            if kind not in KINDS or kind not in self.peft_configs:
+            if not isinstance(kind, str) or kind not in KINDS or kind not in self.peft_configs:
                 raise LightPeftError(f"{source} gives PEFT module {name} the kind {kind!r}, which "
-                                     f"{'has no settings in the plan' if kind in KINDS else 'is unknown'}; "
+                                     f"{'has no settings in the plan' if isinstance(kind, str) and kind in KINDS else 'is unknown'}; "
                                      "re-run `lightpeft plan`")
 
     def save(self, path: str | Path) -> None:
