@@ -1,4 +1,5 @@
-"""A short fingerprint of a base checkpoint's backbone weights, so artifacts refuse to load on another base."""
+"""Short fingerprints: of a base checkpoint's backbone weights, so artifacts refuse to load on another base; of a
+saved set of tensors, so a run refuses a weights file it did not write."""
 
 from __future__ import annotations
 
@@ -29,4 +30,16 @@ def fingerprint(model: nn.Module, exclude: tuple[str, ...] = ()) -> str:
         sample = flat[::stride][:SAMPLES_PER_TENSOR].to(torch.float32).cpu().numpy()
         digest.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}|".encode())
         digest.update(sample.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def tensors_fingerprint(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over every tensor's name, shape, dtype and bytes (in name order): a saved weights file's identity.
+
+    Exact, not sampled: run weights (PEFT modules and a task head) are kilobytes to a few MB.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(tensors.items()):
+        digest.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}|".encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:16]

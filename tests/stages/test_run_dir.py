@@ -121,3 +121,45 @@ def _args(out):
     from lightpeft import LightPeftTrainingArguments
 
     return LightPeftTrainingArguments(output_dir=str(out), use_cpu=True, disable_tqdm=True)
+
+
+def retrained_copy(run_dir, tmp_path, name):
+    """A copy of `run_dir` as another run of the same plan would leave it: same names and shapes, other values, and
+    a run.json whose weights fingerprint is its own."""
+    from safetensors.torch import save_file
+
+    from lightpeft.fingerprint import tensors_fingerprint
+
+    other = broken_copy(run_dir, tmp_path, name)
+    weights = {k: v + 0.01 if v.is_floating_point() else v for k, v in load_file(other / "peft_weights.safetensors").items()}
+    save_file(weights, other / "peft_weights.safetensors")
+    summary = json.loads((other / "run.json").read_text())
+    (other / "run.json").write_text(json.dumps({**summary, "weights_fingerprint": tensors_fingerprint(weights)}))
+    return other
+
+
+def test_a_weights_file_swapped_with_another_runs_is_refused(lora_run, tmp_path, base_model_dir):
+    from lightpeft import export_run
+
+    summary = json.loads((lora_run[0] / "run.json").read_text())
+    assert len(summary["weights_fingerprint"]) == 16
+    mine, other = broken_copy(lora_run[0], tmp_path, "mine"), retrained_copy(lora_run[0], tmp_path, "other")
+    load_pruned(str(base_model_dir), mine)  # untouched: loads
+    load_pruned(str(base_model_dir), other)
+    shutil.copy(other / "peft_weights.safetensors", mine / "peft_weights.safetensors")
+    for load in (lambda: load_pruned(str(base_model_dir), mine), lambda: load_tasks(str(base_model_dir), {"a": mine}),
+                 lambda: export_run(mine, tmp_path / "export", base=str(base_model_dir))):
+        with pytest.raises(LightPeftError, match="is not the weights file this run wrote") as err:
+            load()
+        assert "\n" not in str(err.value)
+    assert not (tmp_path / "export").exists()
+
+
+def test_a_run_from_before_weights_fingerprints_still_loads(lora_run, tmp_path, base_model_dir):
+    old = broken_copy(lora_run[0], tmp_path, "old")
+    summary = json.loads((old / "run.json").read_text())
+    del summary["weights_fingerprint"]
+    (old / "run.json").write_text(json.dumps(summary))
+    batch = example_batch()
+    assert torch.allclose(load_pruned(str(base_model_dir), old)(**batch).logits,
+                          lora_run[1].model(**batch).logits, atol=1e-6)

@@ -32,6 +32,7 @@ from lightpeft.core.models import assign_tensors, load_tokenizer, model_tensors,
 from lightpeft.core.peft_kinds import KINDS, lora_layers
 from lightpeft.core.peft_modules import inject_for_plan
 from lightpeft.core.plan import PLAN_FILE, Plan
+from lightpeft.core.plan_checks import check_plan
 from lightpeft.core.surgery import prune_backbone
 from lightpeft.errors import LightPeftError
 from lightpeft.fingerprint import fingerprint
@@ -187,6 +188,7 @@ def _skeleton(export_dir: Path, plan: Plan, kind: str) -> torch.nn.Module:
         raise LightPeftError(f"{export_dir}/config.json is missing or corrupt ({str(err).splitlines()[0]}); "
                              "re-run `lightpeft export`") from None
     model = heads.meta_task_model(config, kind)
+    check_plan(plan, model, f"plan file {export_dir / PLAN_FILE}")
     with torch.device("meta"):
         prune_backbone(model, plan)
         kept = plan.only_kinds([k for k in plan.kinds if k not in merged_kinds(plan)])

@@ -8,6 +8,7 @@ base read once, each task with its own pruned model.
 from __future__ import annotations
 
 import copy
+import logging
 from pathlib import Path
 
 import torch
@@ -17,7 +18,11 @@ from lightpeft.core.build import build_model
 from lightpeft.core.models import BaseModel, assign_tensors, load_base, model_tensors, tensor_of
 from lightpeft.core.plan import PLAN_FILE, Plan
 from lightpeft.errors import LightPeftError
+from lightpeft.fingerprint import tensors_fingerprint
 from lightpeft.io import read_safetensors, read_versioned_json
+
+log = logging.getLogger(__name__)
+_unchecked: set[str] = set()  # weights files of older runs already logged as unchecked (logged once a process)
 
 
 def read_run(run_dir: str | Path) -> dict:
@@ -40,14 +45,38 @@ def base_path_of(summary: dict, run_dir: str | Path, base: str | None) -> str:
     return recorded
 
 
-def read_run_weights(run_dir: str | Path) -> dict[str, torch.Tensor]:
-    return read_safetensors(Path(run_dir) / RUN_WEIGHTS_FILE, "re-run training")
+def read_run_weights(run_dir: str | Path, summary: dict | None = None) -> dict[str, torch.Tensor]:
+    """The run's PEFT and head weights; with its `summary` (run.json), refused unless they are the ones it wrote."""
+    path = Path(run_dir) / RUN_WEIGHTS_FILE
+    state = read_safetensors(path, "re-run training")
+    if summary is not None:
+        check_weights(summary, state, path)
+    return state
+
+
+def check_weights(summary: dict, state: dict[str, torch.Tensor], path: Path) -> None:
+    """`state` is what the run wrote (run.json's weights fingerprint); runs from before the fingerprint pass."""
+    recorded = summary.get("weights_fingerprint")
+    if recorded is None:
+        if not _unchecked:
+            log.info("%s records no weights fingerprint (written by an older lightpeft): its weights are not "
+                     "checked", path.parent / RUN_FILE)
+        _unchecked.add(str(path))
+        return
+    if tensors_fingerprint(state) != recorded:
+        raise LightPeftError(f"{path} is not the weights file this run wrote (its fingerprint differs from "
+                             f"{RUN_FILE}'s, whose metrics are another file's); put the run's own file back or "
+                             "re-run training")
 
 
 def _read(run_dir: str | Path) -> tuple[dict, Plan, dict[str, torch.Tensor]]:
     """Everything of a run directory, checked before anything heavy is built."""
     summary = read_run(run_dir)
-    return summary, Plan.load(Path(run_dir) / PLAN_FILE), read_run_weights(run_dir)
+    return summary, Plan.load(Path(run_dir) / PLAN_FILE), read_run_weights(run_dir, summary)
+
+
+def _plan_source(run_dir: str | Path) -> str:
+    return f"plan file {Path(run_dir) / PLAN_FILE}"
 
 
 def load_pruned(base: str | BaseModel | None, run_dir: str | Path):
@@ -67,7 +96,7 @@ def load_pruned(base: str | BaseModel | None, run_dir: str | Path):
     summary, plan, state = _read(run_dir)
     if not isinstance(base, BaseModel):
         base = load_run_base(base_path_of(summary, run_dir, base), summary["task"])
-    return build_model(base, plan, state).eval()
+    return build_model(base, plan, state, _plan_source(run_dir)).eval()
 
 
 def load_run_base(path: str, task: dict) -> BaseModel:
@@ -100,7 +129,7 @@ def load_tasks(base: str | None, run_dirs: dict[str, str | Path]) -> dict[str, t
         if kind not in sources:
             sources[kind] = load_run_base(path, info)
         sibling = share_backbone(sources[kind], info.get("num_labels"), info.get("regression", False))
-        models[task] = build_model(sibling, plan, state).eval()
+        models[task] = build_model(sibling, plan, state, _plan_source(run_dirs[task])).eval()
     return models
 
 

@@ -24,6 +24,7 @@ from lightpeft.core.peft_modules import export_state
 from lightpeft.core.plan import Plan
 from lightpeft.core.training import make_trainer, measured
 from lightpeft.data import TaskData
+from lightpeft.fingerprint import tensors_fingerprint
 from lightpeft.io import write_json
 from lightpeft.metrics import GREATER_IS_BETTER, MAIN_METRIC
 from lightpeft.stages.outputs import Inputs, claimed_output_dir, is_main_process, stage_inputs, staging
@@ -72,10 +73,11 @@ def train(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, 
 
 def train_into(stage_dir: Path, model_cfg, prepared: Prepared, peft_cfg, args, plan, init_state) -> RunResult:
     base = load_task_base(model_cfg, prepared.task, seed=args.seed)
-    if isinstance(plan, (str, Path)):
-        plan = Plan.load(plan)
+    plan_path = plan if isinstance(plan, (str, Path)) else None
+    if plan_path:
+        plan = Plan.load(plan_path)
     plan = plan or vanilla_plan(base, peft_cfg)
-    model = build_model(base, plan, init_state)
+    model = build_model(base, plan, init_state, source=f"plan file {plan_path}" if plan_path else "the plan")
     fresh_state = fresh_backbone_state(base, model)
     stage_args = _stage_args(args, stage_dir / "trainer")
     trainer = make_trainer(model, stage_args, prepared.train_ds, prepared.eval_ds, prepared.tokenizer,
@@ -89,9 +91,11 @@ def train_into(stage_dir: Path, model_cfg, prepared: Prepared, peft_cfg, args, p
     summary["base_path"] = str(Path(base.path).resolve())  # `load_pruned` / `lightpeft predict` default
     summary["tokenizer_path"] = model_cfg.tokenizer_name
     summary["task"].update(prepared.task_record())
+    weights = {**export_state(model), **fresh_state}
+    summary["weights_fingerprint"] = tensors_fingerprint(weights)  # `run_dir` refuses a swapped weights file
     if is_main_process():
         plan.save(stage_dir / "plan.json")
-        save_file({**export_state(model), **fresh_state}, stage_dir / RUN_WEIGHTS_FILE)
+        save_file(weights, stage_dir / RUN_WEIGHTS_FILE)
         write_json(stage_dir / "log_history.json",
                    {"schema_version": RUN_SCHEMA_VERSION, "log_history": trainer.state.log_history})
         write_json(stage_dir / "run_config.json",
