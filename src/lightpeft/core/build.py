@@ -56,41 +56,6 @@ def vanilla_plan(base: BaseModel, peft_cfg: PeftSettings) -> Plan:
     return plan
 
 
-
-
-
-
-
-
-
-
-# ----------------------------------------------------------------------------------------------- building
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-# ----------------------------------------------------------------------------------------------- output dirs
-
-
-
-
-
-
-
-
-# ----------------------------------------------------------------------------------------------- stages
-
-
 def fresh_backbone_state(base: BaseModel, model) -> dict[str, torch.Tensor]:
     heads = head_prefixes(hf_model(model))
     state = base.model.state_dict()

@@ -21,16 +21,12 @@ from lightpeft.metrics import make_hf_compute_metrics, token_nll_for_metrics
 PAD_MULTIPLE = 16
 
 
-
-
 def planned_steps(args: TrainingArguments, num_examples: int) -> int:
     """Optimizer steps a training run with `args` takes on `num_examples` rows."""
     if args.max_steps and args.max_steps > 0:
         return args.max_steps
     per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
     return math.ceil(num_examples / per_step) * math.ceil(args.num_train_epochs) if num_examples else 0
-
-
 
 
 @dataclass

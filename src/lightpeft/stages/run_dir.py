@@ -154,7 +154,6 @@ def share_backbone(source: BaseModel, num_labels: int | None = None, regression:
                      fresh_keys=source.fresh_keys)
 
 
-
 RUN_FILE = "run.json"  # written last: its presence marks a finished run
 
 

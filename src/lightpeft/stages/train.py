@@ -34,14 +34,6 @@ from lightpeft.stages.run_dir import RUN_FILE, RUN_SCHEMA_VERSION, RUN_WEIGHTS_F
 log = logging.getLogger(__name__)
 
 
-
-# ----------------------------------------------------------------------------------------------- planning
-
-
-
-
-
-
 @dataclass
 class RunResult:
     """What a training stage leaves in memory: its summary (run.json), plan and trained peft model."""
@@ -155,12 +147,3 @@ def environment() -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
             "peft": peft.__version__, "device": "cuda:" + torch.cuda.get_device_name() if torch.cuda.is_available()
             else f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)", "machine": platform.machine()}
-
-
-# ----------------------------------------------------------------------------------------------- run
-
-
-
-
-
-

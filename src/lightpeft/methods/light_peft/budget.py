@@ -24,14 +24,6 @@ RATIO_STEP = 0.05
 MAX_RATIO = 0.9
 
 
-
-
-
-
-
-
-
-
 def _ratios(cfg: PlanConfig) -> list[float]:
     start = max(cfg.head_ratio, cfg.ffn_ratio)
     steps = int((MAX_RATIO - start) / RATIO_STEP) + 1

@@ -13,7 +13,6 @@ from lightpeft.errors import LightPeftError
 REFERENCE_THIRD = 0.333333333
 
 
-
 @dataclass
 class EstimateConfig:
     l1_coef: float = field(default=1e-4, metadata={"help": "L1 coefficient on the head and FFN-neuron masks."})
