@@ -2,7 +2,7 @@
 
 import pytest
 
-from lightpeft.cli import main, parse
+from lightpeft.cli import COMMANDS, main, parse
 
 
 def run_cli(argv, capsys):
@@ -43,3 +43,13 @@ def test_unknown_config_keys_are_named(tmp_path, capsys):
 def test_unknown_command(capsys):
     code, err = run_cli(["prune-everything"], capsys)
     assert code == 2 and "unknown command" in err[-1]
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_help_of_every_command_prints_usage(command, capsys):
+    # argparse %-formats every help text: a bare `%` in one crashed `--help` with a TypeError
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: lightpeft {command}") and "--config FILE" in out
