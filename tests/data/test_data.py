@@ -231,11 +231,11 @@ def test_csv_with_int_labels_gets_seeded_split(tmp_path):
 
 
 def test_string_labels_map_to_sorted_ids_shared_with_validation_file(tmp_path):
-    train = write_csv(tmp_path / "train.csv", "sentence,label", ["great,pos", "awful,neg", "fine,pos"])
+    train = write_csv(tmp_path / "train.csv", "sentence,label", ["great,pos", "awful,neg", "fine,pos", "so-so,neutral"])
     dev = write_csv(tmp_path / "dev.csv", "sentence,label", ["meh,neutral", "bad,neg"])
     task = load(train, validation_file=str(dev))
     assert task.label_names == ["neg", "neutral", "pos"] and task.num_labels == 3
-    assert task.train["label"] == [2, 0, 2] and task.eval["label"] == [1, 0]
+    assert task.train["label"] == [2, 0, 2, 1] and task.eval["label"] == [1, 0]
 
 
 def test_integer_labels_not_starting_at_zero_are_remapped(tmp_path):
