@@ -260,7 +260,7 @@ def test_single_class_labels_are_fine(tmp_path):
 
 
 def test_tsv_files_read_without_quoting(tmp_path):
-    path = write_csv(tmp_path / "q.tsv", "text\tlabel", ['he said "hi\t0', 'NA\t1', 'x"\t0', "y\t1"])
+    path = write_csv(tmp_path / "q.tsv", "text\tlabel", ['he said "hi\t0', 'NA\t0', 'x"\t0', "y\t0"])  # one class: any split trains it
     task = load(path, validation_fraction=0.5)
     assert sorted([*task.train["text"], *task.eval["text"]]) == sorted(['he said "hi', "NA", 'x"', "y"])
 
@@ -283,7 +283,8 @@ def test_text_column_flag_picks_matching_pair(tmp_path):
 
 def test_qnli_style_file_keeps_its_pair(tmp_path):
     path = write_csv(tmp_path / "qnli.tsv", "index\tquestion\tsentence\tlabel",
-                     ["0\tq\ts\tentailment", "1\tq2\ts2\tnot_entailment"])
+                     ["0\tq\ts\tentailment", "1\tq2\ts2\tnot_entailment", "2\tq3\ts3\tentailment",
+                      "3\tq4\ts4\tnot_entailment"])  # two of each class: the one held-out row's class is trained
     task = load(path)
     assert task.has_pair and task.label_names == ["entailment", "not_entailment"]
 
