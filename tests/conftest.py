@@ -79,7 +79,7 @@ def save_tiny_model_dir(directory, family: str = "bert", seed: int = 0, headless
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
     # decoders take no token_type_ids; their configs pad with id 0 = [PAD], as this tokenizer does
     inputs = ["input_ids", "attention_mask"] if family in DECODERS else ["input_ids", "token_type_ids", "attention_mask"]
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True, model_input_names=inputs)
+    tokenizer = BertTokenizerFast(vocab=str(vocab), do_lower_case=True, model_input_names=inputs)
     overrides = {"pad_token_id": 0} if family in ("roberta", "xlm-roberta") else {}
     model = tiny_model(family, seed=seed, num_labels=2, **overrides)
     (model.base_model if headless else model).save_pretrained(directory)

@@ -4,6 +4,7 @@ flags; invariants are checked in `__post_init__` and raise `LightPeftError` with
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
@@ -16,9 +17,10 @@ def check_ratio(name: str, value: float) -> None:
         raise LightPeftError(f"--{name} must be in [0, 1), got {value}; 0 prunes nothing, 0.5 prunes half")
 
 
-def check_positive(name: str, value: float | int | None) -> None:
-    if value is not None and value <= 0:
-        raise LightPeftError(f"--{name} must be > 0, got {value}")
+def check_positive(name: str, value: float | int | None, fix: str = "") -> None:
+    """`value` is None or a finite number > 0 (`nan` and `inf` are refused too)."""
+    if value is not None and not (value > 0 and math.isfinite(value)):
+        raise LightPeftError(f"--{name} must be a finite number > 0, got {value}{fix}")
 
 
 @dataclass
@@ -186,6 +188,15 @@ class LightPeftTrainingArguments(TrainingArguments):
     ddp_find_unused_parameters: bool | None = field(
         default=False, metadata={"help": "Every kept parameter is used in forward; skip DDP's extra graph walk."}
     )
+
+    def __post_init__(self):
+        # before `TrainingArguments` sets anything up: a run of 0 steps would otherwise "finish" without training
+        check_positive("learning_rate", self.learning_rate)
+        check_positive("per_device_train_batch_size", self.per_device_train_batch_size)
+        check_positive("per_device_eval_batch_size", self.per_device_eval_batch_size)
+        if self.max_steps is None or self.max_steps <= 0:
+            check_positive("num_train_epochs", self.num_train_epochs, " (or pass --max_steps N > 0)")
+        super().__post_init__()
 
 
 def to_dict(*configs) -> dict:

@@ -85,7 +85,7 @@ def save_squad_base(directory: Path) -> Path:
              for text in [paragraph["context"], *(qa["question"] for qa in paragraph["qas"])]]
     words = sorted({word for text in texts for word, _ in BertPreTokenizer().pre_tokenize_str(text.lower())})
     (directory / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
-    BertTokenizerFast(vocab_file=str(directory / "vocab.txt"), do_lower_case=True).save_pretrained(directory)
+    BertTokenizerFast(vocab=str(directory / "vocab.txt"), do_lower_case=True).save_pretrained(directory)
     torch.manual_seed(0)
     config = BertConfig(vocab_size=len(words) + 5, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                         intermediate_size=37, max_position_embeddings=128)

@@ -231,11 +231,11 @@ def test_csv_with_int_labels_gets_seeded_split(tmp_path):
 
 
 def test_string_labels_map_to_sorted_ids_shared_with_validation_file(tmp_path):
-    train = write_csv(tmp_path / "train.csv", "sentence,label", ["great,pos", "awful,neg", "fine,pos"])
+    train = write_csv(tmp_path / "train.csv", "sentence,label", ["great,pos", "awful,neg", "fine,pos", "so-so,neutral"])
     dev = write_csv(tmp_path / "dev.csv", "sentence,label", ["meh,neutral", "bad,neg"])
     task = load(train, validation_file=str(dev))
     assert task.label_names == ["neg", "neutral", "pos"] and task.num_labels == 3
-    assert task.train["label"] == [2, 0, 2] and task.eval["label"] == [1, 0]
+    assert task.train["label"] == [2, 0, 2, 1] and task.eval["label"] == [1, 0]
 
 
 def test_integer_labels_not_starting_at_zero_are_remapped(tmp_path):
@@ -260,7 +260,7 @@ def test_single_class_labels_are_fine(tmp_path):
 
 
 def test_tsv_files_read_without_quoting(tmp_path):
-    path = write_csv(tmp_path / "q.tsv", "text\tlabel", ['he said "hi\t0', 'NA\t1', 'x"\t0', "y\t1"])
+    path = write_csv(tmp_path / "q.tsv", "text\tlabel", ['he said "hi\t0', 'NA\t0', 'x"\t0', "y\t0"])  # one class: any split trains it
     task = load(path, validation_fraction=0.5)
     assert sorted([*task.train["text"], *task.eval["text"]]) == sorted(['he said "hi', "NA", 'x"', "y"])
 
@@ -283,7 +283,8 @@ def test_text_column_flag_picks_matching_pair(tmp_path):
 
 def test_qnli_style_file_keeps_its_pair(tmp_path):
     path = write_csv(tmp_path / "qnli.tsv", "index\tquestion\tsentence\tlabel",
-                     ["0\tq\ts\tentailment", "1\tq2\ts2\tnot_entailment"])
+                     ["0\tq\ts\tentailment", "1\tq2\ts2\tnot_entailment", "2\tq3\ts3\tentailment",
+                      "3\tq4\ts4\tnot_entailment"])  # two of each class: the one held-out row's class is trained
     task = load(path)
     assert task.has_pair and task.label_names == ["entailment", "not_entailment"]
 

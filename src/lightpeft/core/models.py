@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoTokenizer
@@ -29,6 +30,9 @@ class BaseModel:
 
 def load_config(name_or_path: str):
     path = resolve_model_path(name_or_path)
+    if Path(path).is_dir() and not (Path(path) / "config.json").is_file():
+        raise LightPeftError(f"{path} has no config.json, so it is not a Hugging Face model directory; pass a "
+                             "directory with config.json and weights (save_pretrained writes both)")
     try:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as err:
@@ -38,12 +42,41 @@ def load_config(name_or_path: str):
     return path, config
 
 
+# what a saved tokenizer leaves in its directory (fast, WordPiece, BPE, SentencePiece, tiktoken)
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "merges.txt", "spiece.model",
+                   "sentencepiece.bpe.model", "tokenizer.model", "tekken.json")
+
+
 def load_tokenizer(name_or_path: str, tokenizer_name: str | None = None):
+    """The tokenizer in `tokenizer_name` (default: the model directory). A directory without tokenizer files, or a
+    tokenizer whose vocabulary is only its special tokens, is a LightPeftError: transformers would build an empty
+    one from config.json alone, and every word would be `[UNK]`."""
     path = resolve_model_path(tokenizer_name or name_or_path)
+    fix = "pass a directory that holds one" if tokenizer_name else "pass --tokenizer_name DIR"
+    if Path(path).is_dir() and not any((Path(path) / name).is_file() for name in TOKENIZER_FILES):
+        raise LightPeftError(f"{path} has no tokenizer files ({', '.join(TOKENIZER_FILES[:4])}, ...); {fix}")
     tokenizer = AutoTokenizer.from_pretrained(path)
+    special = set(tokenizer.all_special_tokens)
+    if not set(tokenizer.get_vocab()) - special:
+        raise LightPeftError(f"the tokenizer in {path} holds only its {len(special)} special tokens (every word "
+                             f"would be {tokenizer.unk_token or 'unknown'}); {fix}")
     if tokenizer.pad_token is None:  # decoders: pad with EOS, as their classification heads expect
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def check_weight_files(path: str) -> None:
+    """Every `*.safetensors` file in `path` opens (its header is read, not the tensors): a truncated or corrupt one
+    is a LightPeftError naming it instead of a safetensors traceback from deep inside `from_pretrained`."""
+    from safetensors import safe_open
+
+    for file in sorted(Path(path).glob("*.safetensors")):
+        try:
+            with safe_open(str(file), framework="pt") as weights:
+                weights.keys()
+        except Exception as err:  # SafetensorError, or an OSError reading it
+            raise LightPeftError(f"{file} is not a readable safetensors file ({str(err).splitlines()[0]}); it may "
+                                 "be truncated: copy or save the checkpoint again") from None
 
 
 def _set_pad_from_eos(config) -> None:
@@ -73,11 +106,15 @@ def load_base(name_or_path: str, num_labels: int | None = None, regression: bool
         config.num_labels = 2  # BERT-like span heads are num_labels wide: start and end (a classifier base may say 3)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the "newly initialised head" report is expected; we record it ourselves
+    check_weight_files(path)
     try:
         model, info = model_cls.from_pretrained(
             path, config=config, output_loading_info=True, dtype=torch.float32, ignore_mismatched_sizes=replace_head,
             key_mapping=heads.checkpoint_key_mapping(config, kind),
         )
+    except OSError as err:  # no weight files at all: transformers names what it looked for
+        raise LightPeftError(f"cannot load weights from {path} ({str(err).splitlines()[0]}); pass a model directory "
+                             "with its weights") from None
     finally:
         hf_logging.set_verbosity(verbosity)
     _set_pad_from_eos(model.config)

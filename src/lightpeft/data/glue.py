@@ -10,7 +10,13 @@ from pathlib import Path
 import pandas as pd
 
 from lightpeft.config import DataConfig
-from lightpeft.data.labels import EncodedLabels, check_no_empty_labels, encode_named_labels, parse_scores
+from lightpeft.data.labels import (
+    EncodedLabels,
+    check_finite_labels,
+    check_no_empty_labels,
+    encode_named_labels,
+    parse_scores,
+)
 from lightpeft.data.readers import first_line_fields, read_tsv, require_rows
 from lightpeft.data.task import TaskData, column_list, make_dataset, split_frame
 from lightpeft.errors import LightPeftError
@@ -135,6 +141,7 @@ def _read_glue_tsv(path: Path, glue_format: GlueFormat) -> pd.DataFrame:
                 "decides the task, so rename the directory or fix the file"
             )
     check_no_empty_labels(frame, glue_format.label, path)
+    check_finite_labels(frame, glue_format.label, path)
     return frame
 
 

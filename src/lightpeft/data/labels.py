@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,12 +25,14 @@ class EncodedLabels:
     label_names: list[str] | None
 
 
-def encode_labels(train: pd.Series, eval_: pd.Series, class_names: list[str] | None = None) -> EncodedLabels:
+def encode_labels(train: pd.Series, eval_: pd.Series, class_names: list[str] | None = None,
+                  eval_source: object = "eval split") -> EncodedLabels:
     """Encode train and eval labels together, so both splits share one id mapping.
 
     Rules: booleans -> False=0/True=1; integers already in 0..C-1 stay as they are; other integers and strings map
     their sorted unique values to 0..K-1; numbers with a fractional part make a regression task. `class_names`
-    (a hub `ClassLabel`) means the values are ids already.
+    (a hub `ClassLabel`) means the values are ids already. A class found only in the eval split is a LightPeftError
+    (its head output would get no training example); `eval_source` names the eval data in it.
     """
     values = pd.concat([train, eval_], ignore_index=True)
     if class_names is not None:
@@ -37,6 +40,8 @@ def encode_labels(train: pd.Series, eval_: pd.Series, class_names: list[str] | N
     else:
         ids, names = _label_ids_and_names(values)
     num_train = len(train)
+    if names is not None and class_names is None:
+        _check_eval_classes_trained(ids[:num_train], ids[num_train:], names, eval_source)
     if names is None:
         return EncodedLabels(ids[:num_train], ids[num_train:], num_labels=1, label_names=None)
     return EncodedLabels(ids[:num_train], ids[num_train:], num_labels=len(names), label_names=names)
@@ -64,10 +69,23 @@ def encode_named_labels(raw_train: list, raw_eval: list, names: list[str], sourc
 def parse_scores(values: list, source: Path) -> list[float]:
     """Regression targets as floats; a value that is not a number is an error naming it."""
     scores = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce")
-    if scores.isna().any():
-        bad = values[int(np.flatnonzero(scores.isna().to_numpy())[0])]
-        raise LightPeftError(f"regression scores in {source} must be numbers, found {bad!r}; fix the file")
+    if not np.isfinite(scores.to_numpy(dtype=np.float64)).all():
+        first = int(np.flatnonzero(~np.isfinite(scores.to_numpy(dtype=np.float64)))[0])
+        raise LightPeftError(f"regression scores in {source} must be finite numbers, found {values[first]!r} (row "
+                             f"{first + 1}); fix the file")
     return scores.astype(float).tolist()
+
+
+NON_FINITE_NAMES = {f"{sign}{name}" for sign in ("", "+", "-") for name in ("nan", "inf", "infinity")}
+
+
+def check_finite_labels(frame: pd.DataFrame, column, path: Path) -> None:
+    """A `nan` / `inf` label (text or number) is an error naming its row: it would become a class of its own, or
+    turn a regression file into classification over every distinct score."""
+    for row, value in enumerate(frame[column].tolist(), start=1):  # 1-based, not counting the header
+        if (isinstance(value, float) and not math.isfinite(value)) or str(value).strip().lower() in NON_FINITE_NAMES:
+            raise LightPeftError(f"label {value!r} in column {column!r} of {path} (data row {row}) is not a finite "
+                                 "value; fix or drop that row")
 
 
 def check_no_empty_labels(frame: pd.DataFrame, column, path: Path) -> None:
@@ -80,6 +98,17 @@ def check_no_empty_labels(frame: pd.DataFrame, column, path: Path) -> None:
             f"{num_empty} of {len(frame)} rows in {path} have an empty label in column {column!r} (first at data row "
             f"{first}); drop or fill those rows"
         )
+
+
+def _check_eval_classes_trained(train_ids: list, eval_ids: list, names: list[str], source) -> None:
+    trained = set(train_ids)
+    for row, label in enumerate(eval_ids, start=1):
+        if label not in trained:
+            raise LightPeftError(
+                f"label {names[label]!r} occurs in the eval data ({source}, row {row}) but in no training row, "
+                "so its head output would never be trained; add training rows with it, drop those rows, or pick "
+                "another --split_seed / --validation_file"
+            )
 
 
 def _label_ids_and_names(values: pd.Series) -> tuple[list, list[str] | None]:

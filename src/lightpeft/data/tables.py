@@ -11,7 +11,7 @@ import datasets
 import pandas as pd
 
 from lightpeft.config import DataConfig
-from lightpeft.data.labels import check_no_empty_labels, encode_labels
+from lightpeft.data.labels import check_finite_labels, check_no_empty_labels, encode_labels
 from lightpeft.data.readers import TABLE_SUFFIXES, read_table
 from lightpeft.data.task import TaskData, column_list, first_line, make_dataset, split_frame
 from lightpeft.errors import LightPeftError
@@ -56,7 +56,8 @@ def load_table_file(path: Path, cfg: DataConfig, train_frame: pd.DataFrame | Non
         return eval_frame
 
     train_frame, eval_frame = train_and_eval(train_frame, cfg, path, read_eval)
-    return _task_from_frames(path.stem, train_frame, eval_frame, columns)
+    eval_source = cfg.validation_file or f"the held-out split of {path}"
+    return _task_from_frames(path.stem, train_frame, eval_frame, columns, eval_source=eval_source)
 
 
 def train_and_eval(train: pd.DataFrame, cfg: DataConfig, path: Path,
@@ -103,14 +104,15 @@ def load_hub_task(name: str, cfg: DataConfig) -> TaskData:
         _check_table_frame(eval_frame, columns, Path(f"{name}[{eval_split}]"))
     label_feature = train.features.get(columns.label)
     class_names = list(label_feature.names) if isinstance(label_feature, datasets.ClassLabel) else None
-    return _task_from_frames(name.replace("/", "_"), train_frame, eval_frame, columns, class_names)
+    return _task_from_frames(name.replace("/", "_"), train_frame, eval_frame, columns, class_names,
+                             f"{name}[{eval_split or 'held-out split'}]")
 
 
 def _task_from_frames(
     name: str, train_frame: pd.DataFrame, eval_frame: pd.DataFrame, columns: _Columns,
-    class_names: list[str] | None = None,
+    class_names: list[str] | None = None, eval_source: str = "eval split",
 ) -> TaskData:
-    labels = encode_labels(train_frame[columns.label], eval_frame[columns.label], class_names)
+    labels = encode_labels(train_frame[columns.label], eval_frame[columns.label], class_names, eval_source)
     is_regression = labels.num_labels == 1
 
     def dataset(frame: pd.DataFrame, split_labels: list) -> datasets.Dataset:
@@ -185,6 +187,7 @@ def _check_table_frame(frame: pd.DataFrame, columns: _Columns, path: Path) -> No
             f"(columns: {column_list(frame)})"
         )
     check_no_empty_labels(frame, columns.label, path)
+    check_finite_labels(frame, columns.label, path)
 
 
 def _check_text_columns(frame: pd.DataFrame, columns: _Columns, path: Path) -> None:

@@ -35,7 +35,7 @@ class EstimateConfig:
                   "row (EarlyBERT's mask distance; e.g. 0.02). The step count or fraction then caps the length."},
     )
     convergence_every: int | None = field(
-        default=None, metadata={"help": "Steps between mask checks (default: 5% of the estimation cap, >= 2)."}
+        default=None, metadata={"help": "Steps between mask checks (default: a twentieth of the estimation cap, at least 2)."}
     )
     convergence_patience: int = field(default=2, metadata={"help": "Calm checks in a row needed to stop."})
 
