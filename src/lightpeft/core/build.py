@@ -12,7 +12,7 @@ from lightpeft.core.heads import head_prefixes, kind_of_model
 from lightpeft.core.models import BaseModel
 from lightpeft.core.peft_kinds import PeftSettings, hf_model
 from lightpeft.core.peft_modules import import_state, inject_for_plan
-from lightpeft.core.plan import Plan
+from lightpeft.core.plan import Plan, with_kind
 from lightpeft.core.plan_checks import check_plan
 from lightpeft.core.surgery import prune_backbone
 
@@ -44,8 +44,9 @@ def vanilla_plan(base: BaseModel, peft_cfg: PeftSettings) -> Plan:
     layers, heads, ffn = arch.num_layers(model), arch.num_heads(config), arch.ffn_size(config)
     kv_heads = arch.num_kv_heads(config)
     settings = peft_cfg.method_config()
-    modules = {n: {"layer": layer, "role": role, "kind": peft_cfg.peft, "units": list(range(settings["r"]))}
-               for n, (layer, role) in arch.linear_roles(model, peft_cfg.vanilla_roles()).items()}
+    modules = with_kind({n: {"layer": layer, "role": role, "units": list(range(settings["r"]))}
+                         for n, (layer, role) in arch.linear_roles(model, peft_cfg.vanilla_roles()).items()},
+                        peft_cfg.peft)
     plan = Plan(
         base_fingerprint=base.fingerprint, model_type=config.model_type, num_layers=layers, num_heads=heads,
         head_size=arch.head_size(config), ffn_size=ffn, heads=[list(range(heads))] * layers,

@@ -26,7 +26,7 @@ def inject_for_plan(model: nn.Module, plan: Plan) -> nn.Module:
     """Every PEFT module of the plan, each of its kind with its surviving units; a plan may mix kinds.
 
     Kinds go in registry order (LoRA first: peft wraps the model; adapters then go inside it). Each injection
-    freezes everything but its own modules and the head, so trainability is set once more at the end.
+    freezes everything but its own modules and the head, so trainability is set once, for all kinds, at the end.
     """
     if not plan.peft_modules:
         raise LightPeftError("the plan keeps no PEFT module; lower --module_ratio or --rank_ratio")
@@ -35,8 +35,7 @@ def inject_for_plan(model: nn.Module, plan: Plan) -> nn.Module:
         units = {name: len(entry["units"]) for name, entry in entries.items()}
         injected = kind.inject(hf_model(model), plan.peft_configs[kind.name], list(entries), units)
         model = injected if hasattr(injected, "get_base_model") else model
-    if len(plan.kinds) > 1:
-        mark_trainable(model)
+    mark_trainable(model)
     return model
 
 

@@ -22,7 +22,7 @@ from lightpeft.fingerprint import tensors_fingerprint
 from lightpeft.io import read_safetensors, read_versioned_json
 
 log = logging.getLogger(__name__)
-_unchecked: set[str] = set()  # weights files of older runs already logged as unchecked (logged once a process)
+_logged_unchecked = False  # an older run's unchecked weights are logged once a process
 
 
 def read_run(run_dir: str | Path) -> dict:
@@ -56,12 +56,13 @@ def read_run_weights(run_dir: str | Path, summary: dict | None = None) -> dict[s
 
 def check_weights(summary: dict, state: dict[str, torch.Tensor], path: Path) -> None:
     """`state` is what the run wrote (run.json's weights fingerprint); runs from before the fingerprint pass."""
+    global _logged_unchecked
     recorded = summary.get("weights_fingerprint")
     if recorded is None:
-        if not _unchecked:
+        if not _logged_unchecked:
             log.info("%s records no weights fingerprint (written by an older lightpeft): its weights are not "
                      "checked", path.parent / RUN_FILE)
-        _unchecked.add(str(path))
+        _logged_unchecked = True
         return
     if tensors_fingerprint(state) != recorded:
         raise LightPeftError(f"{path} is not the weights file this run wrote (its fingerprint differs from "
