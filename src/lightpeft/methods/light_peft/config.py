@@ -12,6 +12,8 @@ from lightpeft.errors import LightPeftError
 # prunes one more unit wherever n - 1 is a multiple of 3 (6 of 16 heads, 1366 of 4096 neurons, instead of 5, 1365).
 REFERENCE_THIRD = 0.333333333
 
+TRAIN_SCHEDULES = ("full", "remaining")
+
 
 @dataclass
 class EstimateConfig:
@@ -49,6 +51,12 @@ class EstimateConfig:
                   "binarised (forward passes only), which --max_metric_drop chooses from. 0 = no scoring. At most a "
                   "quarter of the training rows is held out; the training stage still uses every row."},
     )
+    train_schedule: str = field(
+        default="full",
+        metadata={"help": "Length of the training stage that follows (`lightpeft run`): `full` (the paper: a fresh "
+                  "schedule of the whole run) or `remaining` (the run's steps minus estimation's: the PEFT weights "
+                  "continue from estimation, so estimation + training take vanilla's step count)."},
+    )
     candidate_ratios: list[float] = field(
         default_factory=lambda: [0.0, 0.1, 0.2, 0.3, 0.4, 0.5],
         metadata={"help": "Head and FFN ratios scored on the held-out examples (every head ratio x FFN ratio)."},
@@ -70,6 +78,9 @@ class EstimateConfig:
         for name in ("min_estimate_steps", "plan_search_examples"):
             if getattr(self, name) < 0:
                 raise LightPeftError(f"--{name} must be >= 0, got {getattr(self, name)}")
+        if self.train_schedule not in TRAIN_SCHEDULES:
+            raise LightPeftError(f"--train_schedule must be one of {', '.join(TRAIN_SCHEDULES)}, "
+                                 f"got {self.train_schedule!r}")
         if not self.candidate_ratios:
             raise LightPeftError("--candidate_ratios needs at least one ratio, e.g. 0 0.2 0.4")
         for ratio in self.candidate_ratios:

@@ -22,6 +22,7 @@ PAPER = {
     "mask_convergence": None,
     "importance_window": 0.5,
     "plan_search_examples": 0,
+    "train_schedule": "full",
     "structure_score": "gate",
     "max_metric_drop": None,
     "head_ratio": REFERENCE_THIRD,
