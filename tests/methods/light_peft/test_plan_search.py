@@ -123,3 +123,31 @@ def test_taylor_and_gate_scores_give_their_own_plans(scored_estimate):
     by_taylor = make_plan(scored_estimate, PlanConfig(structure_score="taylor"))
     assert scored_estimate.head_taylor is not None
     assert by_gate.ffn != by_taylor.ffn or by_gate.heads != by_taylor.heads
+
+
+def test_a_candidates_prediction_is_the_pruned_models_metric_before_training(scored_estimate, tiny_model_dir,
+                                                                            tiny_csv, tmp_path):
+    """Binarised gates on the estimation model == the physically pruned model carrying every estimated module."""
+    from transformers import Trainer, TrainingArguments
+
+    from lightpeft import prune
+    from lightpeft.metrics import MAIN_METRIC
+    from lightpeft.stages.prepare import load_task_base, prepare
+
+    model_cfg, data_cfg = ModelConfig(str(tiny_model_dir)), DataConfig(task=str(tiny_csv), max_seq_length=16)
+    prepared = prepare(model_cfg, data_cfg)
+    _, holdout = split_holdout(prepared.train_ds, 16, seed=0)  # the rows estimation held out (its seed is 0)
+    plan = make_plan(scored_estimate, PlanConfig(structure_score="taylor", head_ratio=0.5, ffn_ratio=0.5,
+                                                 module_ratio=0, rank_ratio=0))
+    model = prune(load_task_base(model_cfg, prepared.task), plan, scored_estimate)
+    parts = prepared.trainer_parts()
+    trainer = Trainer(model=model, args=TrainingArguments(str(tmp_path), per_device_eval_batch_size=8, use_cpu=True,
+                                                          report_to=[]),
+                      data_collator=parts.collator, compute_metrics=parts.compute_metrics)
+    measured = trainer.evaluate(holdout)
+    search = scored_estimate.meta["plan_candidates"]
+    candidate = next(c for c in search["candidates"] if c["head_ratio"] == c["ffn_ratio"] == 0.5)
+    assert measured["eval_" + MAIN_METRIC[prepared.task.metric_kind]] == pytest.approx(candidate["metric"], abs=1e-6)
+    assert measured["eval_loss"] == pytest.approx(candidate["loss"], abs=1e-7)  # continuous: a real check
+    assert abs(candidate["loss"] - search["reference"]["loss"]) > 1e-6  # pruning changed it
+    assert sum(map(len, plan.heads)) < plan.num_layers * plan.num_heads  # something was pruned
