@@ -106,7 +106,9 @@ def test_every_candidate_is_scored_and_the_gates_are_restored(scored_estimate):
     assert ((gates != 0) & (gates != 1)).any()
 
 
-def test_make_plan_takes_the_ratios_the_accuracy_allows(scored_estimate):
+def test_make_plan_takes_the_ratios_the_accuracy_allows(scored_estimate, monkeypatch):
+    # the tiny model is still at chance after 6 steps; the guard for that is tested on its own above
+    monkeypatch.setattr("lightpeft.methods.light_peft.plan_search.MIN_INFORMATIVE_POINTS", float("-inf"))
     loose = make_plan(scored_estimate, PlanConfig(structure_score="taylor", max_metric_drop=1e9))
     assert (loose.ratios["head_ratio"], loose.ratios["ffn_ratio"]) == (0.5, 0.5)  # the cheapest candidate
     strict = make_plan(scored_estimate, PlanConfig(structure_score="taylor", max_metric_drop=0.0))
@@ -114,6 +116,10 @@ def test_make_plan_takes_the_ratios_the_accuracy_allows(scored_estimate):
     assert choice["predicted_drop"] <= 0.0
     kept = lambda plan: sum(map(len, plan.heads)) + sum(map(len, plan.ffn))  # noqa: E731
     assert kept(strict) >= kept(loose)
+    monkeypatch.undo()  # with the guard on, this model at chance prunes no structure
+    guarded = make_plan(scored_estimate, PlanConfig(structure_score="taylor", max_metric_drop=1e9))
+    assert guarded.ratios["accuracy_choice"]["uninformative"] and kept(guarded) == kept(
+        make_plan(scored_estimate, PlanConfig(head_ratio=0, ffn_ratio=0)))
     with pytest.raises(LightPeftError, match="other settings"):
         make_plan(scored_estimate, PlanConfig(structure_score="gate", max_metric_drop=1.0))
 
@@ -151,3 +157,26 @@ def test_a_candidates_prediction_is_the_pruned_models_metric_before_training(sco
     assert measured["eval_loss"] == pytest.approx(candidate["loss"], abs=1e-7)  # continuous: a real check
     assert abs(candidate["loss"] - search["reference"]["loss"]) > 1e-6  # pruning changed it
     assert sum(map(len, plan.heads)) < plan.num_layers * plan.num_heads  # something was pruned
+
+
+def test_an_estimation_model_at_chance_prunes_no_structure():
+    """Candidates all read about chance early in a short run: nothing can be certified, so nothing is pruned."""
+    drops = {(h, f): 0.0 for h in RATIOS for f in RATIOS}
+    search = fake_search(drops)
+    search["reference"]["chance"] = 0.88  # majority class: the unpruned model (0.9) beats it by 2 points only
+    chosen, record = choose_ratios(search, PlanConfig(max_metric_drop=1.0), ratio_cost)
+    assert (chosen.head_ratio, chosen.ffn_ratio) == (0.0, 0.0) and record["uninformative"]
+    search["reference"]["chance"] = 0.6
+    chosen, record = choose_ratios(search, PlanConfig(max_metric_drop=1.0), ratio_cost)
+    assert (chosen.head_ratio, chosen.ffn_ratio) == (0.5, 0.5) and not record["uninformative"]
+
+
+def test_constant_predictor_is_the_majority_class():
+    from datasets import Dataset
+
+    from lightpeft.methods.light_peft.plan_search import constant_predictor_metric
+
+    rows = Dataset.from_dict({"labels": [1, 1, 1, 0]})
+    assert constant_predictor_metric(rows, "accuracy") == pytest.approx(0.75)
+    assert constant_predictor_metric(rows, "mcc") == pytest.approx(0.0)
+    assert constant_predictor_metric(rows, "pearson") is None

@@ -58,7 +58,7 @@ class EstimateConfig:
                   "continue from estimation, so estimation + training take vanilla's step count)."},
     )
     candidate_ratios: list[float] = field(
-        default_factory=lambda: [0.0, 0.1, 0.2, 0.3, 0.4, 0.5],
+        default_factory=lambda: [0.0, 0.15, 0.3, 0.45],
         metadata={"help": "Head and FFN ratios scored on the held-out examples (every head ratio x FFN ratio)."},
     )
 
