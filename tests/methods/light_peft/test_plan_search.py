@@ -180,3 +180,18 @@ def test_constant_predictor_is_the_majority_class():
     assert constant_predictor_metric(rows, "accuracy") == pytest.approx(0.75)
     assert constant_predictor_metric(rows, "mcc") == pytest.approx(0.0)
     assert constant_predictor_metric(rows, "pearson") is None
+
+
+def test_a_search_that_could_not_run_keeps_the_fixed_ratios_and_says_why():
+    cfg = PlanConfig(max_metric_drop=1.0, head_ratio=0.2, ffn_ratio=0.1)
+    chosen, record = choose_ratios({"skipped": "extractive QA"}, cfg, ratio_cost)
+    assert (chosen.head_ratio, chosen.ffn_ratio) == (0.2, 0.1) and record["skipped"] == "extractive QA"
+
+
+def test_estimation_floor_is_capped_at_half_the_run():
+    from lightpeft.methods.light_peft.estimate import estimation_steps
+
+    assert estimation_steps(EstimateConfig(min_estimate_steps=60), 250) == 60  # 10% would be 25
+    assert estimation_steps(EstimateConfig(min_estimate_steps=60), 100) == 50
+    assert estimation_steps(EstimateConfig(min_estimate_steps=60), 1000) == 100  # the fraction is larger
+    assert estimation_steps(EstimateConfig(min_estimate_steps=60, estimate_steps=7), 1000) == 7

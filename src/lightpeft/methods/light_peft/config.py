@@ -43,7 +43,7 @@ class EstimateConfig:
     min_estimate_steps: int = field(
         default=0,
         metadata={"help": "Estimation runs at least this many optimizer steps whatever --estimate_fraction gives "
-                  "(capped by the training run's length): a fraction of a short run is too few steps to rank units."},
+                  "(but at most half the training run): a fraction of a short run is too few steps to rank units."},
     )
     plan_search_examples: int = field(
         default=0,

@@ -51,12 +51,27 @@ def drop_in_points(metric_kind: str, reference: float, value: float) -> float:
     return sign * (points(metric_kind, reference) - points(metric_kind, value))
 
 
+MIN_HOLDOUT = 8
+
+
+def holdout_size(train_rows: int, examples: int) -> int:
+    """Rows to hold out: `examples`, at most a quarter of the training rows; 0 when that leaves fewer than 8."""
+    count = min(examples, train_rows // 4)
+    return count if count >= MIN_HOLDOUT else 0
+
+
+def skipped(reason: str) -> dict:
+    """The record of a plan search that could not run; `choose_ratios` then keeps the fixed ratios and says why."""
+    log.warning("candidate plans are not scored: %s; the plan uses the fixed --head_ratio / --ffn_ratio", reason)
+    return {"skipped": reason}
+
+
 def split_holdout(train_ds, examples: int, seed: int):
     """(estimation rows, held-out rows): at most a quarter of the rows is held out, drawn with `seed`."""
-    count = min(examples, len(train_ds) // 4)
-    if count < 8:
-        raise LightPeftError(f"--plan_search_examples needs at least 8 held-out rows and a training set of >= 32 "
-                             f"rows; this task has {len(train_ds)}: set --plan_search_examples 0 and fixed ratios")
+    count = holdout_size(len(train_ds), examples)
+    if not count:
+        raise LightPeftError(f"--plan_search_examples needs at least {MIN_HOLDOUT} held-out rows, at most a quarter "
+                             f"of the training set; this task has {len(train_ds)} rows")
     shuffled = train_ds.shuffle(seed=seed)
     return shuffled.select(range(count, len(shuffled))), shuffled.select(range(count))
 
@@ -120,7 +135,7 @@ def informative(search: dict) -> bool:
 
 
 def check_candidates_fit(search: dict | None, cfg: PlanConfig) -> None:
-    if not search:
+    if not search or "skipped" in search:
         raise LightPeftError("--max_metric_drop needs candidate plans scored during estimation: re-run the estimate "
                              "with --plan_search_examples > 0 (e.g. 256)")
     asked = {name: getattr(cfg, name) for name in SCORED_SETTINGS}
@@ -133,7 +148,12 @@ def check_candidates_fit(search: dict | None, cfg: PlanConfig) -> None:
 
 def choose_ratios(search: dict, cfg: PlanConfig, cost) -> tuple[PlanConfig, dict]:
     """The PlanConfig of the cheapest candidate (by `cost(PlanConfig)`) within `cfg.max_metric_drop`, and a record
-    of the choice. Ratio (0, 0) always qualifies when it was scored, since it is the unpruned structure."""
+    of the choice. Ratio (0, 0) always qualifies when it was scored, since it is the unpruned structure. When the
+    estimation could not score candidates (extractive QA, too few rows), the fixed ratios stay and the record
+    says why."""
+    if search and "skipped" in search:
+        return cfg, {"max_metric_drop": cfg.max_metric_drop, "skipped": search["skipped"],
+                     "head_ratio": cfg.head_ratio, "ffn_ratio": cfg.ffn_ratio}
     check_candidates_fit(search, cfg)
     base_record = {"max_metric_drop": cfg.max_metric_drop, "metric": search["metric"], "examples": search["examples"],
                    "reference_metric": search["reference"]["metric"], "chance_metric": search["reference"].get("chance")}
