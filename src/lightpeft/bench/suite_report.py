@@ -111,8 +111,8 @@ def task_row(row: dict) -> list[str]:
             _checked(row, "train_speedup", _num(row["train_speedup"], suffix="x")),
             _checked(row, "end_to_end_speedup", _num(row["end_to_end_speedup"], suffix="x")),
             _checked(row, "peak_train_live_memory", _num(row["peak_train_live_memory"], suffix="x")),
-            _checked(row, "fraction_of_flop_ideal", _num(row["fraction_of_flop_ideal"])),
-            _checked(row, "peer_speed", _num(row["peer_speed"])),
+            _checked(row, "fraction_of_flop_ideal", _num(row["fraction_of_flop_ideal"], 3)),
+            _checked(row, "peer_speed", _num(row["peer_speed"], 3)),
             _metric_cell(row["arms"].get("peer"), scale), str(len(row["seeds"] or []))]
 
 
@@ -157,12 +157,13 @@ def suite_plot(summary: dict, path: str | Path) -> None:
     rows = [t for t in summary["tasks"] if t["finished"]]
     names = [t["task"] for t in rows]
     x = np.arange(len(rows))
-    fig, axes = plt.subplots(1, 3, figsize=(max(12, 1.6 * len(rows) * 3), 4.2))
+    fig, axes = plt.subplots(3, 1, figsize=(max(7.0, 0.9 * len(rows) + 3), 10), sharex=True)
 
-    def bound(ax, figure):
+    def bound(ax, figure, style="--"):
         targets = {t["targets"].get(figure) for t in rows} - {None}
         for target in targets:  # one line per distinct bound of this figure
-            ax.axhline(float(target.split()[1]), color="#d62728", ls="--", lw=1, label=f"target {target}")
+            ax.axhline(float(target.split()[1]), color="#d62728", ls=style, lw=1,
+                       label=f"{figure.replace('_', ' ')} target {target}")
 
     ax = axes[0]
     deltas = [t["metric_delta"] or 0 for t in rows]
@@ -178,14 +179,14 @@ def suite_plot(summary: dict, path: str | Path) -> None:
            color="white", edgecolor="#2ca02c", hatch="//")
     ax.axhline(1, color="black", lw=0.8)
     bound(ax, "train_speedup")
-    bound(ax, "end_to_end_speedup")
+    bound(ax, "end_to_end_speedup", ":")
     ax.set_title("speed-up vs vanilla (x)", fontsize=9)
     ax = axes[2]
     ax.bar(x, [t["peak_train_live_memory"] or 0 for t in rows], color="#9467bd")
     bound(ax, "peak_train_live_memory")
     ax.set_title("peak training live-tensor memory, Light-PEFT / vanilla", fontsize=9)
+    axes[2].set_xticks(x, names, rotation=30, ha="right", fontsize=8)
     for ax in axes:
-        ax.set_xticks(x, names, rotation=35, ha="right", fontsize=8)
         ax.grid(axis="y", alpha=0.3)
         handles, labels = ax.get_legend_handles_labels()
         if handles:
