@@ -173,7 +173,9 @@ def _description(bench_cfg, training: dict, configs: dict) -> str:
             "live tensor bytes, measured in the inference process (2 training steps on the longest training batch "
             "with the run's optimizer at learning rate 0; a forward pass of the longest dev batch). Inference: "
             f"{'LoRA merged' if peft == 'lora' else 'adapters kept'}, dev examples, median batch latency after "
-            "warm-up.")
+            "warm-up." + (" Peer arm: `lightpeft/bench/peer.py`, LoRA q,v with peft and the stock Trainer (dynamic "
+                          "padding to the longest row), same rows and training arguments; metric and training time "
+                          "only." if "peer" in bench_cfg.arms else ""))
 
 
 def _git_commit() -> str | None:
