@@ -30,7 +30,8 @@ def test_peer_arm_runs_and_reports_beside_vanilla(tiny_model_dir, tiny_csv, tmp_
     repeat = bench["repeats"]["peer"][0]
     assert repeat["target_modules"] == ["query", "value"]  # peft's default for BERT: LoRA q,v
     assert repeat["trainable_params"] == bench["repeats"]["vanilla"][0]["trainable_params"]  # same LoRA + head
-    assert repeat["train_rows"] * 2 / repeat["train_seconds"] == pytest.approx(repeat["train_throughput"])
+    assert repeat["optimizer_steps"] * 16 / repeat["train_seconds"] == pytest.approx(repeat["train_throughput"])
+    assert repeat["optimizer_steps"] == bench["repeats"]["vanilla"][0].get("optimizer_steps", repeat["optimizer_steps"])
     comparison = bench["peer"]
     assert comparison["vanilla_over_peer_train_throughput"] == pytest.approx(
         vanilla["train_throughput"] / peer["train_throughput"])

@@ -101,7 +101,9 @@ def train_peer(peer: PeerArguments, args: TrainingArguments) -> dict:
         "arm": "peer", "seed": args.seed, "metric": metric, "greater_is_better": greater,
         "best_metric": max(scores) if greater else min(scores), "final_metric": scores[-1],
         "train_seconds": train_seconds, "estimate_seconds": 0.0, "end_to_end_seconds": train_seconds,
-        "train_throughput": len(train_ds) * args.num_train_epochs / train_seconds,
+        # rows the optimizer steps consumed, counted as the other arms count them (steps x batch)
+        "train_throughput": trainer.state.global_step * args.per_device_train_batch_size
+        * args.gradient_accumulation_steps * max(1, args.world_size) / train_seconds,
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "target_modules": sorted(model.peft_config["default"].target_modules),
         "optimizer_steps": trainer.state.global_step, "train_rows": len(train_ds),
