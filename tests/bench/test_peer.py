@@ -31,7 +31,8 @@ def test_peer_arm_runs_and_reports_beside_vanilla(tiny_model_dir, tiny_csv, tmp_
     assert repeat["target_modules"] == ["query", "value"]  # peft's default for BERT: LoRA q,v
     assert repeat["trainable_params"] == bench["repeats"]["vanilla"][0]["trainable_params"]  # same LoRA + head
     assert repeat["optimizer_steps"] * 16 / repeat["train_seconds"] == pytest.approx(repeat["train_throughput"])
-    assert repeat["optimizer_steps"] == bench["repeats"]["vanilla"][0].get("optimizer_steps", repeat["optimizer_steps"])
+    vanilla_run = json.loads((out / "runs" / "seed42-vanilla" / "run.json").read_text())
+    assert repeat["optimizer_steps"] == vanilla_run["optimizer_steps"]  # same rows, batch and epochs
     comparison = bench["peer"]
     assert comparison["vanilla_over_peer_train_throughput"] == pytest.approx(
         vanilla["train_throughput"] / peer["train_throughput"])
