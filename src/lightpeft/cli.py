@@ -6,12 +6,15 @@
     lightpeft train    --output_dir runs/t [--plan_path p.json --estimate_dir runs/est]   (no plan: vanilla PEFT)
     lightpeft bench    --output_dir benchmarks/results/x [--seeds 42 43] [--shape_only roberta-base]
                                                                       vanilla vs Light-PEFT side by side
+    lightpeft suite    --config benchmarks/suites/promise.yaml [--tasks a,b]   every task of a suite file as a
+                                                                      bench, resumable, one summary table and plot
     lightpeft predict  --run_dir runs/t (--text "..." ["..."] | --input_file F) [--output_file preds.jsonl]
     lightpeft export   --run_dir runs/t --output_dir exports/t    compact model (+ vanilla peft adapter for LoRA)
 
 `--peft adapter` switches estimate/run/train from LoRA to bottleneck adapters.
 
-Every subcommand takes `--config FILE.yaml|json`; flags given on the command line override the file.
+Every subcommand takes `--config FILE.yaml|json`; flags given on the command line override the file (`suite`: the
+suite file, whose tasks are bench configs).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 import yaml
 from transformers import HfArgumentParser
 
-from lightpeft.bench.config import BenchConfig
+from lightpeft.bench.config import BenchConfig, SuiteOptions
 from lightpeft.config import (
     DataConfig,
     ExportConfig,
@@ -48,6 +51,7 @@ COMMANDS = {
     "train": (ModelConfig, DataConfig, PeftSettings, RunOptions, LightPeftTrainingArguments),
     "bench": (ModelConfig, DataConfig, PeftSettings, EstimateConfig, PlanConfig, BenchConfig, RunOptions,
               LightPeftTrainingArguments),
+    "suite": (SuiteOptions,),
     "predict": (PredictConfig,),
     "export": (ExportConfig,),
 }
@@ -67,23 +71,30 @@ def read_config_file(path: str) -> dict:
 
 
 def parse(command: str, argv: list[str]):
-    """Dataclasses for `command` from argv; `--config FILE` supplies defaults that flags override."""
+    """Dataclasses for `command` from argv; `--config FILE` supplies defaults that flags override (`suite`: its
+    `--config` is the suite file itself, read by the suite)."""
+    config_path = None if command == "suite" else _pop_config(argv)
+    values = read_config_file(config_path) if config_path else {}
+    return parse_values(command, values, f"config file {config_path}", argv)
+
+
+def parse_values(command: str, values: dict, source: str, argv: list[str] | None = None):
+    """Dataclasses for `command` from a mapping of flag values (what a `--config` file holds), then `argv` flags
+    over them. Unknown keys are a LightPeftError naming `source`."""
     parser = HfArgumentParser(COMMANDS[command], prog=f"lightpeft {command}",
                               epilog="--config FILE: YAML or JSON file of flag values (flags given override it).")
-    config_path = _pop_config(argv)
     known = flag_names(COMMANDS[command])
-    values = read_config_file(config_path) if config_path else {}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise LightPeftError(f"config file {config_path} has unknown keys: {', '.join(unknown)}; "
-                             f"see `lightpeft {command} --help`")
+        raise LightPeftError(f"{source} has unknown keys: {', '.join(unknown)}; see `lightpeft {command} --help`")
+    argv = list(argv or [])
     if PlanConfig in COMMANDS[command]:  # the recipe's values first; the file and the flags override them
         recipe = recipe_values(_flag_value(argv, "recipe") or values.get("recipe", "default"))
         parser.set_defaults(**{key: value for key, value in recipe.items() if key in known})
     parser.set_defaults(**values)
-    *configs, _rest = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True)
-    if _rest:
-        raise LightPeftError(f"unknown arguments {' '.join(_rest)}; see `lightpeft {command} --help`")
+    *configs, rest = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True)
+    if rest:
+        raise LightPeftError(f"unknown arguments {' '.join(rest)}; see `lightpeft {command} --help`")
     return configs
 
 
@@ -242,8 +253,16 @@ def _bench(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, bench_cfg, options,
     return 0
 
 
+def _suite(options) -> int:
+    from lightpeft.bench.suite import run_suite
+
+    summary = run_suite(options)
+    print(summary["markdown"])
+    return 0
+
+
 HANDLERS = {"run": _run, "estimate": _estimate, "plan": _plan, "train": _train, "bench": _bench, "predict": _predict,
-            "export": _export}
+            "export": _export, "suite": _suite}
 
 if __name__ == "__main__":
     sys.exit(main())

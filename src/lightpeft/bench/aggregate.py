@@ -132,8 +132,21 @@ def tradeoff_points(arms: dict) -> list[dict]:
     vanilla = arms["vanilla"]
     points = []
     for name, arm in arms.items():
+        if name == "peer":  # the plain-script baseline is no point on Light-PEFT's accuracy / speed curve
+            continue
         points.append({"arm": name, "train_speedup": _ratio(arm["train_throughput"], vanilla["train_throughput"]),
                        "counted_speedup": (arm.get("plan_counts") or {}).get("counted_train_speedup_seq128"),
                        "best_metric": arm["best_metric_mean"], "metric_delta": metric_delta(arm, vanilla),
                        "foundation_params": arm["foundation_params"]})
     return points
+
+
+PEER_TOLERANCE = 0.05  # the vanilla arm must train at least 95% as fast as the plain peft + Trainer script
+
+
+def peer_comparison(vanilla: dict, peer: dict) -> dict:
+    """The vanilla arm against the plain peft + Trainer script (`bench/peer.py`) on the same data and settings."""
+    speed = _ratio(vanilla["train_throughput"], peer["train_throughput"])
+    return {"vanilla_over_peer_train_throughput": speed,
+            "within_tolerance": None if speed is None else speed >= 1 - PEER_TOLERANCE,
+            "tolerance": PEER_TOLERANCE, "vanilla_minus_peer_metric": metric_delta(vanilla, peer)}

@@ -25,6 +25,7 @@ from lightpeft.bench.profile import profile_training_step
 from lightpeft.config import DataConfig, LightPeftTrainingArguments, ModelConfig, RunOptions
 from lightpeft.core.peft_kinds import PeftSettings
 from lightpeft.core.training import PAD_MULTIPLE
+from lightpeft.errors import LightPeftError
 from lightpeft.io import write_json
 from lightpeft.methods.light_peft.config import EstimateConfig, PlanConfig
 from lightpeft.stages.prepare import prepare
@@ -47,6 +48,26 @@ def _configs(spec: dict):
     return (ModelConfig(**c["ModelConfig"]), DataConfig(**c["DataConfig"]), PeftSettings(**c["PeftSettings"]),
             EstimateConfig(**c["EstimateConfig"]), PlanConfig(**{**c["PlanConfig"], **spec.get("plan_overrides", {})}),
             args)
+
+
+PEER_DATA_FLAGS = ("task", "max_seq_length", "max_train_samples", "max_eval_samples", "split_seed")
+PEER_PEFT_FLAGS = ("lora_r", "lora_alpha", "lora_dropout")
+
+
+def peer_arguments(spec: dict) -> dict:
+    """The flags of `bench/peer.py` (PeerArguments and TrainingArguments) for one repeat: the bench's data, LoRA
+    and training settings. Settings the plain script does not have are refused rather than silently dropped."""
+    data, peft = spec["configs"]["DataConfig"], spec["configs"]["PeftSettings"]
+    defaults = DataConfig()
+    other = [k for k, v in data.items() if k not in PEER_DATA_FLAGS and v != getattr(defaults, k)]
+    if other or peft["peft"] != "lora" or sorted(peft["vanilla_targets"]) != ["q", "v"]:
+        raise LightPeftError(f"the peer arm is plain LoRA q,v on a text/label task; it cannot follow "
+                             f"{', '.join(['--' + k for k in other] or ['--peft / --vanilla_targets'])}: drop "
+                             "`peer` from --arms")
+    return {"model_name_or_path": spec["configs"]["ModelConfig"]["model_name_or_path"],
+            **{k: data[k] for k in PEER_DATA_FLAGS}, **{k: peft[k] for k in PEER_PEFT_FLAGS},
+            "threads": spec.get("threads"),
+            **spec["training"], "output_dir": spec["run_dir"], "seed": spec["seed"], "disable_tqdm": True}
 
 
 def train_arm(spec: dict) -> dict:

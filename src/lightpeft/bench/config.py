@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 from lightpeft.errors import LightPeftError
 
-ARMS = ("vanilla", "light-peft")
+ARMS = ("vanilla", "light-peft", "peer")
+DEFAULT_ARMS = ("vanilla", "light-peft")
 
 
 def variant_arm(variant: str) -> str:
@@ -49,7 +50,12 @@ class BenchConfig:
         metadata={"help": "One repeat per seed; both arms use the same seed, and their order alternates between "
                   "repeats (vanilla first, then Light-PEFT first, ...)."},
     )
-    arms: list[str] = field(default_factory=lambda: list(ARMS), metadata={"help": f"Arms to run: {', '.join(ARMS)}."})
+    arms: list[str] = field(
+        default_factory=lambda: list(DEFAULT_ARMS),
+        metadata={"help": f"Arms to run: {', '.join(ARMS)}. `peer`: LoRA q,v in a plain peft + transformers Trainer "
+                  "script (lightpeft/bench/peer.py) on the same data and settings, to check the vanilla arm is as "
+                  "fast as what a user would write."},
+    )
     infer_batch_sizes: list[int] = field(
         default_factory=lambda: [1, 32], metadata={"help": "Inference batch sizes to time (dev examples)."}
     )
@@ -91,6 +97,8 @@ class BenchConfig:
         unknown = [a for a in self.arms if a not in ARMS]
         if unknown or not self.arms:
             raise LightPeftError(f"--arms must be a subset of {', '.join(ARMS)}, got {' '.join(self.arms) or 'none'}")
+        if self.shape_only and "peer" in self.arms:
+            raise LightPeftError("--arms peer trains on task data; drop it with --shape_only")
         for name in ("infer_examples", "shape_steps", "shape_batch_size", "shape_seq_length"):
             if getattr(self, name) <= 0:
                 raise LightPeftError(f"--{name} must be > 0, got {getattr(self, name)}")
@@ -100,3 +108,30 @@ class BenchConfig:
             parse_variant(variant)
         if any(b <= 0 for b in self.infer_batch_sizes):
             raise LightPeftError(f"--infer_batch_sizes must be positive, got {self.infer_batch_sizes}")
+
+
+@dataclass
+class SuiteOptions:
+    config: str | None = field(
+        default=None, metadata={"help": "The suite file (YAML): its tasks, each a `lightpeft bench` config, and the "
+                                "targets the summary checks (e.g. benchmarks/suites/promise.yaml)."}
+    )
+    output_dir: str | None = field(
+        default=None, metadata={"help": "Suite directory (default: the suite file's `output_dir`): tasks/NAME/ per "
+                                "task, suite.md, suite.json and suite.png."}
+    )
+    tasks: str | None = field(
+        default=None, metadata={"help": "Comma-separated task names to run (default: all); the summary covers every "
+                                "finished task of the suite."}
+    )
+    rerun: bool = field(
+        default=False, metadata={"help": "Run the selected tasks again even when a finished result with the same "
+                                 "settings is there (default: reuse it)."}
+    )
+
+    def __post_init__(self):
+        if not self.config:
+            raise LightPeftError("`lightpeft suite` needs --config SUITE.yaml (e.g. benchmarks/suites/promise.yaml)")
+
+    def task_names(self) -> list[str] | None:
+        return [t.strip() for t in self.tasks.split(",") if t.strip()] if self.tasks else None

@@ -83,6 +83,16 @@ def markdown(bench: dict) -> str:
                   markdown_table(["figure", "target", "measured", "met"],
                                  [[t["figure"], t["target"], _fmt(t["measured"], 3), t["met"]]
                                   for t in bench["targets"]])]
+    if bench.get("peer"):
+        peer = bench["peer"]
+        parts += ["", "## Vanilla arm vs a plain peft + Trainer script (peer arm)", "",
+                  markdown_table(["figure", "value"], [
+                      ["vanilla / peer training throughput", _fmt(peer["vanilla_over_peer_train_throughput"])],
+                      [f"vanilla within {peer['tolerance']:.0%} of the peer's speed", peer["within_tolerance"]],
+                      [f"vanilla - peer {_delta_header(bench)}", _fmt(peer["vanilla_minus_peer_metric"], 2)]]),
+                  "", "The peer arm is `lightpeft/bench/peer.py`: LoRA q,v with peft and the stock `Trainer`, dynamic "
+                  "padding, the same rows, seed, batch size, epochs and learning rate; no lightpeft model or training "
+                  "code."]
     profiled = {n: a["profile"] for n, a in arms.items() if a.get("profile")}
     if profiled:
         parts += ["", "## Where a training step's time goes (ms per step)", "",

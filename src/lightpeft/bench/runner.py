@@ -16,10 +16,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from lightpeft.bench.aggregate import check_targets, compute_ratios, summarise_arm, tradeoff_points
-from lightpeft.bench.arm import training_args_to_json
+from lightpeft.bench.aggregate import check_targets, compute_ratios, peer_comparison, summarise_arm, tradeoff_points
+from lightpeft.bench.arm import peer_arguments, training_args_to_json
 from lightpeft.bench.config import all_arms, arm_label, parse_variant
 from lightpeft.bench.report import markdown, plot, plot_tradeoff
 from lightpeft.config import to_dict
@@ -33,13 +34,17 @@ SCHEMA_VERSION = 1
 
 def _child(mode: str, spec: dict, work: Path, tag: str) -> dict:
     spec_path, out_path, log_path = (work / "logs" / f"{tag}-{mode}.{ext}" for ext in ("spec.json", "json", "log"))
-    spec_path.write_text(json.dumps(spec, indent=2))
     env = dict(os.environ)
     if spec.get("threads"):
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(spec["threads"])
+    if mode == "peer":  # the plain peft + Trainer script, with every flag in one JSON file (HF example style)
+        spec = peer_arguments(spec) | {"result_file": str(out_path)}
+        command = [sys.executable, "-m", "lightpeft.bench.peer", str(spec_path)]
+    else:
+        command = [sys.executable, "-m", "lightpeft.bench.arm", mode, str(spec_path), str(out_path)]
+    spec_path.write_text(json.dumps(spec, indent=2))
     with open(log_path, "w") as log:
-        proc = subprocess.run([sys.executable, "-m", "lightpeft.bench.arm", mode, str(spec_path), str(out_path)],
-                              stdout=log, stderr=subprocess.STDOUT, env=env, check=False)
+        proc = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, check=False)
     if proc.returncode != 0:
         kept = Path(tempfile.gettempdir()) / f"lightpeft-bench-{tag}-{mode}.log"  # the work dir is discarded
         shutil.copyfile(log_path, kept)
@@ -57,16 +62,24 @@ def _order(arms: list[str], repeat: int) -> list[str]:
     return list(arms) if repeat % 2 == 0 else list(reversed(arms))
 
 
-def run_bench(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, bench_cfg, args, overwrite: bool = False) -> dict:
-    """Run the benchmark into `args.output_dir` and return bench.json's content."""
+def run_bench(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, bench_cfg, args, overwrite: bool = False,
+              progress: Callable[[str], None] | None = None) -> dict:
+    """Run the benchmark into `args.output_dir` and return bench.json's content. `progress` receives one line per
+    step (default: printed with the seconds since the bench began)."""
     with claimed_output_dir(args.output_dir, overwrite, stage_inputs(model_cfg, data_cfg)) as out:
-        return _bench_into(out, model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, bench_cfg, args)
+        return _bench_into(out, model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, bench_cfg, args,
+                           progress or _printer(time.perf_counter()))
 
 
-def _bench_into(out: Path, model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, bench_cfg, args) -> dict:
+def bench_settings(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, bench_cfg, args) -> dict:
+    """bench.json's `configs`: every setting the figures depend on (what a resumed suite compares)."""
+    return to_dict(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg) | {
+        "training": training_args_to_json(args), "BenchConfig": dataclasses.asdict(bench_cfg)}
+
+
+def _bench_into(out: Path, model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, bench_cfg, args, progress) -> dict:
     configs = to_dict(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg)
     training = training_args_to_json(args)
-    started = time.perf_counter()
     with staging(out, "bench") as work:
         (work / "logs").mkdir()
         (work / "runs").mkdir()
@@ -77,6 +90,7 @@ def _bench_into(out: Path, model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, ben
         for repeat, seed in enumerate(bench_cfg.seeds):
             for arm in _order(arms, repeat):
                 tag = f"seed{seed}-{arm}"
+                step = f"[{done + 1}/{total}] seed {seed} {arm_label(arm)}"
                 spec = {"arm": arm, "seed": seed, "configs": configs, "training": training,
                         "run_dir": str(work / "runs" / tag), "profile": bench_cfg.profile,
                         "export_inference": bench_cfg.export_inference,
@@ -85,16 +99,19 @@ def _bench_into(out: Path, model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, ben
                         "batch_size": bench_cfg.shape_batch_size, "seq_length": bench_cfg.shape_seq_length,
                         "plan_overrides": _plan_overrides(arm), "threads": bench_cfg.threads, "load_before": os.getloadavg()[0]}
                 if bench_cfg.shape_only:
-                    _progress(f"[{done + 1}/{total}] seed {seed} {arm_label(arm)}: timing {bench_cfg.shape_only} "
-                              "(random init)", started)
+                    progress(f"{step}: timing {bench_cfg.shape_only} (random init)")
                     per_arm[arm].append(_child("shape", spec, work, tag))
                     done += 1
                     continue
-                _progress(f"[{done + 1}/{total}] seed {seed} {arm_label(arm)}: training", started)
-                result = _child("train", spec, work, tag)
-                _progress(f"[{done + 1}/{total}] seed {seed} {arm_label(arm)}: {result['metric']} "
-                          f"{result['best_metric']:.4f}, train {result['train_seconds']:.1f}s; inference", started)
-                result.update(_child("infer", spec, work, tag))
+                progress(f"{step}: training")
+                result = _child("peer" if arm == "peer" else "train", spec, work, tag)
+                summary = f"{result['metric']} {result['best_metric']:.4f}, train {result['train_seconds']:.1f}s"
+                if arm == "peer":  # the plain script: metric and training time only
+                    result["load_before"] = spec["load_before"]
+                    progress(f"{step}: {summary}")
+                else:
+                    progress(f"{step}: {summary}; inference")
+                    result.update(_child("infer", spec, work, tag))
                 result["run_dir"] = str(Path(out) / "runs" / tag)
                 per_arm[arm].append(result)
                 done += 1
@@ -104,7 +121,7 @@ def _bench_into(out: Path, model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, ben
         plot(bench, work / "bench.png")
         if len(bench.get("tradeoff", [])) > 2:
             plot_tradeoff(bench, work / "tradeoff.png")
-    _progress(f"done: {out}/bench.md", started)
+    progress(f"done: {out}/bench.md")
     return bench
 
 
@@ -127,6 +144,8 @@ def _assemble(bench_cfg, data_cfg, per_arm: dict, configs: dict, training: dict)
         bench["ratios"] = compute_ratios(arms["Light-PEFT"], arms["vanilla"])
         bench["targets"] = check_targets(bench["ratios"])
         bench["tradeoff"] = tradeoff_points(arms)
+    if "vanilla" in arms and "peer" in arms:
+        bench["peer"] = peer_comparison(arms["vanilla"], arms["peer"])
     return bench
 
 
@@ -154,7 +173,9 @@ def _description(bench_cfg, training: dict, configs: dict) -> str:
             "live tensor bytes, measured in the inference process (2 training steps on the longest training batch "
             "with the run's optimizer at learning rate 0; a forward pass of the longest dev batch). Inference: "
             f"{'LoRA merged' if peft == 'lora' else 'adapters kept'}, dev examples, median batch latency after "
-            "warm-up.")
+            "warm-up." + (" Peer arm: `lightpeft/bench/peer.py`, LoRA q,v with peft and the stock Trainer (dynamic "
+                          "padding to the longest row), same rows and training arguments; metric and training time "
+                          "only." if "peer" in bench_cfg.arms else ""))
 
 
 def _git_commit() -> str | None:
@@ -170,5 +191,8 @@ def _git_commit() -> str | None:
     return commit + ("+dirty" if dirty else "")
 
 
-def _progress(message: str, started: float) -> None:
-    print(f"bench {time.perf_counter() - started:7.0f}s  {message}", flush=True)
+def _printer(started: float) -> Callable[[str], None]:
+    def progress(message: str) -> None:
+        print(f"bench {time.perf_counter() - started:7.0f}s  {message}", flush=True)
+
+    return progress
