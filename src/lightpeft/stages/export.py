@@ -33,10 +33,12 @@ from lightpeft.core.peft_kinds import KINDS, lora_layers
 from lightpeft.core.peft_modules import inject_for_plan
 from lightpeft.core.plan import PLAN_FILE, Plan
 from lightpeft.core.plan_checks import check_plan
+from lightpeft.core.standard import standard_blocker, standard_config
 from lightpeft.core.surgery import prune_backbone
 from lightpeft.errors import LightPeftError
 from lightpeft.fingerprint import fingerprint
 from lightpeft.io import read_safetensors, read_versioned_json, write_json
+from lightpeft.stages.model_card import write_model_card
 from lightpeft.stages.outputs import claimed_output_dir, staging
 from lightpeft.stages.run_dir import base_path_of, load_pruned, read_run
 from lightpeft.version import __version__
@@ -46,6 +48,14 @@ EXPORT_SCHEMA_VERSION = 1
 EXPORT_WEIGHTS_FILE = "model.safetensors"
 PEFT_DIR = "peft"
 UNMERGED_FILE = "base_weights.safetensors"
+STANDARD, LIGHTPEFT = "transformers", "lightpeft"  # export formats: plain from_pretrained, or load_exported
+
+
+def loader_of(kind: str, standard: bool) -> str:
+    """The call that loads an export of a `kind` task model (model cards and export.json name it)."""
+    if standard:
+        return f"transformers.{heads.TASK_MODEL_CLASSES[kind].__name__}.from_pretrained"
+    return "lightpeft.load_exported"
 
 
 def export_run(run_dir: str | Path, output_dir: str | Path, base: str | None = None,
@@ -67,16 +77,23 @@ def _export_into(out: Path, run_dir, summary: dict, base_path: str) -> None:
     model = load_pruned(base_path, run_dir)
     plan = Plan.load(Path(run_dir) / PLAN_FILE)
     tokenizer = load_tokenizer(base_path, summary.get("tokenizer_path"))
+    blocker = standard_blocker(plan, model.config)
     with staging(out, "export") as tmp:
         if plan.kinds == ["lora"]:  # a plain peft adapter needs every module to be LoRA
             _save_vanilla_peft(model, tmp / PEFT_DIR)
         if merged_kinds(plan):
             model = model.merge_and_unload(safe_merge=True)  # new tensors: the base's stay untouched
-        _label_config(model.config, summary["task"]).save_pretrained(tmp)
-        save_file(_untied_tensors(model), tmp / EXPORT_WEIGHTS_FILE)
+        _label_config(model.config, summary["task"])
+        if blocker is None:  # one shape for every layer: a checkpoint any transformers loader reads
+            model.config = standard_config(model.config, plan)
+            model.config.architectures = [type(model).__name__]
+            model.save_pretrained(tmp)
+        else:
+            model.config.save_pretrained(tmp)
+            save_file(_untied_tensors(model), tmp / EXPORT_WEIGHTS_FILE)
         plan.save(tmp / PLAN_FILE)
         tokenizer.save_pretrained(tmp)
-        write_json(tmp / EXPORT_FILE, {
+        record = {
             "schema_version": EXPORT_SCHEMA_VERSION,
             "lightpeft_version": __version__,
             "method": plan.method,
@@ -87,7 +104,12 @@ def _export_into(out: Path, run_dir, summary: dict, base_path: str) -> None:
             "weights_fingerprint": fingerprint(model),
             "task": {**summary["task"], "kind": heads.kind_of(summary["task"])},
             "peft_dir": PEFT_DIR if plan.kinds == ["lora"] else None,
-        })
+            "format": STANDARD if blocker is None else LIGHTPEFT,
+            "loader": loader_of(heads.kind_of(summary["task"]), blocker is None),
+            "not_standard_because": blocker,
+        }
+        write_json(tmp / EXPORT_FILE, record)
+        write_model_card(tmp, record, summary, plan)
 
 
 def _untied_tensors(model) -> dict[str, torch.Tensor]:
@@ -141,6 +163,8 @@ def load_exported(export_dir: str | Path) -> torch.nn.Module:
     meta = read_export(export_dir)
     plan = Plan.load(export_dir / PLAN_FILE)
     plan.check_base(meta["base_fingerprint"])
+    if meta.get("format") == STANDARD:
+        return _checked(_load_standard(export_dir, heads.kind_of(meta["task"])), meta, export_dir)
     model = _skeleton(export_dir, plan, kind=heads.kind_of(meta["task"]))
     tensors = read_safetensors(export_dir / EXPORT_WEIGHTS_FILE, "re-run `lightpeft export`")
     assign_tensors(model, tensors, str(export_dir / EXPORT_WEIGHTS_FILE))
@@ -149,6 +173,19 @@ def load_exported(export_dir: str | Path) -> torch.nn.Module:
     if missing:
         raise LightPeftError(f"{export_dir / EXPORT_WEIGHTS_FILE} lacks {len(missing)} tensors of the plan's model "
                              f"(first: {missing[0]}); re-run `lightpeft export`")
+    return _checked(model, meta, export_dir)
+
+
+def _load_standard(export_dir: Path, kind: str) -> torch.nn.Module:
+    """A standard export, through transformers alone (what any user of the checkpoint does)."""
+    try:
+        return heads.TASK_MODEL_CLASSES[kind].from_pretrained(export_dir, dtype=torch.float32)
+    except (OSError, ValueError, RuntimeError) as err:
+        raise LightPeftError(f"{export_dir} does not load with transformers ({str(err).splitlines()[0]}); re-run "
+                             "`lightpeft export`") from None
+
+
+def _checked(model: torch.nn.Module, meta: dict, export_dir: Path) -> torch.nn.Module:
     if fingerprint(model) != meta["weights_fingerprint"]:
         raise LightPeftError(f"{export_dir / EXPORT_WEIGHTS_FILE} is not the file this export wrote (weights fingerprint "
                              "differs); re-run `lightpeft export`")

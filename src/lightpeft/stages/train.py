@@ -27,6 +27,7 @@ from lightpeft.data import TaskData
 from lightpeft.fingerprint import tensors_fingerprint
 from lightpeft.io import write_json
 from lightpeft.metrics import GREATER_IS_BETTER, MAIN_METRIC
+from lightpeft.provenance import command_line
 from lightpeft.stages.outputs import Inputs, claimed_output_dir, is_main_process, stage_inputs, staging
 from lightpeft.stages.prepare import Prepared, load_task_base, prepare
 from lightpeft.stages.run_dir import RUN_FILE, RUN_SCHEMA_VERSION, RUN_WEIGHTS_FILE
@@ -82,6 +83,7 @@ def train_into(stage_dir: Path, model_cfg, prepared: Prepared, peft_cfg, args, p
     summary = _summarise(plan, prepared.task, model, trainer, stats, in_training or [final], final)
     summary["base_path"] = str(Path(base.path).resolve())  # `load_pruned` / `lightpeft predict` default
     summary["tokenizer_path"] = model_cfg.tokenizer_name
+    summary["command"] = command_line()  # the export's model card quotes it
     summary["task"].update(prepared.task_record())
     weights = {**export_state(model), **fresh_state}
     summary["weights_fingerprint"] = tensors_fingerprint(weights)  # `run_dir` refuses a swapped weights file
