@@ -15,6 +15,7 @@ from lightpeft.stages.outputs import claimed_output_dir, is_main_process, stage_
 from lightpeft.stages.prepare import Prepared, prepare
 from lightpeft.stages.run_dir import RUN_FILE
 from lightpeft.stages.train import RunResult, train_into
+from lightpeft.tracking import TRACKING_DIR
 
 
 def run(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, est_cfg: EstimateConfig,
@@ -33,7 +34,8 @@ def run(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, es
 
 
 def _run_into(stage_dir, model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, args, options, prepared) -> RunResult:
-    est = estimate(model_cfg, data_cfg, peft_cfg, est_cfg, args, prepared, save=False, plan_cfg=plan_cfg)
+    est = estimate(model_cfg, data_cfg, peft_cfg, est_cfg, args, prepared, save=False, plan_cfg=plan_cfg,
+                   tracking_dir=stage_dir / TRACKING_DIR / "estimate")
     if is_main_process():
         est.save(stage_dir / "estimate")
     plan = make_plan(est, plan_cfg)

@@ -9,6 +9,7 @@ import dataclasses
 from transformers import Trainer, TrainingArguments
 
 from lightpeft.core.training import loss_scaled_for_ga
+from lightpeft.methods.light_peft.gate_stats import gate_statistics
 from lightpeft.methods.light_peft.importance import ImportanceTracker
 from lightpeft.methods.light_peft.masks import Gates
 
@@ -44,6 +45,10 @@ class EstimationTrainer(Trainer):
         if self.accelerator.sync_gradients:  # grads of this optimizer step are complete (and all-reduced)
             self.tracker.end_step()
         return loss
+
+    def log(self, logs: dict, *args, **kwargs) -> None:
+        logs.update(gate_statistics(self.gates))  # scalars for report_to (TensorBoard, ...) and the log history
+        super().log(logs, *args, **kwargs)
 
     def create_optimizer(self, model=None):
         gate_params = list(self.gates.parameters())
