@@ -26,7 +26,7 @@ def model_card(record: dict, summary: dict, plan: Plan, export_command: str) -> 
     standard = record["format"] == "transformers"
     header = {
         "library_name": "transformers" if standard else "lightpeft",
-        "base_model": Path(record["base_path"]).name,
+        "base_model": _base_name(record["base_path"]),
         "pipeline_tag": PIPELINE_TAGS.get(task["kind"], "text-classification"),
         "tags": ["lightpeft", "light-peft", "pruned", *plan.kinds],
         "metrics": [summary.get("metric")],
@@ -39,10 +39,16 @@ def model_card(record: dict, summary: dict, plan: Plan, export_command: str) -> 
         [f"dev {metric}", f"final {_num(summary.get('final_metric'))}, best {_num(summary.get('best_metric'))}"],
         ["layers", plan.num_layers],
         ["attention heads per layer", _per_layer([len(h) for h in plan.heads], plan.num_heads)],
-        ["key/value heads per layer", _per_layer([len(plan.kept_kv_heads(i)) for i in range(plan.num_layers)],
-                                                 plan.kv_head_count)],
         ["FFN width per layer", _per_layer([len(f) for f in plan.ffn], plan.ffn_size)],
     ]
+    if plan.kv_head_count != plan.num_heads:  # grouped-query attention
+        rows.insert(-1, ["key/value heads per layer", _per_layer([len(plan.kept_kv_heads(i))
+                                                                  for i in range(plan.num_layers)], plan.kv_head_count)])
+    ratios = plan.ratios or {}
+    if "head_ratio" in ratios:
+        rows.append(["plan settings", f"head ratio {ratios['head_ratio']:g}, FFN ratio {ratios['ffn_ratio']:g}, "
+                     f"module ratio {ratios['module_ratio']:g}, rank ratio {ratios['rank_ratio']:g}"
+                     + (", uniform" if ratios.get("uniform") else "")])
     counts = plan.counts or summary.get("plan_counts") or {}
     if counts.get("foundation_params_after"):
         rows.append(["foundation parameters", f"{counts['foundation_params_after']:,} of "
@@ -65,6 +71,12 @@ def _loading(record: dict, kind: str, standard: bool) -> str:
             "plan.json, which `config.json` cannot express. Load it with lightpeft:\n\n"
             "```python\nimport lightpeft\n\nmodel = lightpeft.load_exported(\"PATH\")\n```\n\n"
             "A plan made with `--uniform true` exports a standard checkpoint instead.")
+
+
+def _base_name(path: str) -> str:
+    """The checkpoint's directory name (a packaged checkpoint's generic `model` folder: its package's name)."""
+    path = Path(path)
+    return path.parent.name if path.name == "model" and path.parent.name else path.name
 
 
 def _per_layer(counts: list[int], full: int) -> str:

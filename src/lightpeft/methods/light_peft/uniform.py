@@ -3,13 +3,13 @@ in every layer, so the pruned model is one a standard Hugging Face config can de
 
 Within a layer, keeping k units always means keeping that layer's k highest gates (that removes the least gate mass
 the count allows), so a uniform plan is fixed by its shared counts. Two ways to get them from the plan's ratios
-(`SHARED_COUNT_RULES`):
+(`rule`):
   * `layer`: the quantile count rule applied to one layer's width (floor(ratio * (n - 1)) + 1 pruned per layer);
   * `global`: the rule applied to all layers' units together, divided evenly over the layers and rounded.
-They differ by at most one unit per layer. Measured on a real estimate (MiniLM-L6, rotten_tomatoes, 30 steps;
-README "Uniform plans") they remove the same gate mass to within 0.2 %; the uniform plan's cost is the gate
-mass a global ranking would have kept elsewhere, not the count rule. `layer` is used: it is the rule the default
-plan already applies to heads, so a uniform plan's head choice equals the default plan's.
+They differ by at most one unit per layer. Measured on a real estimate (MiniLM-L6, rotten_tomatoes, 2,000 rows, 30
+steps, seed 42) they give the same count, hence the same units, at ratios 1/3, 0.5 and 0.7; against the default
+plan's global FFN ranking at 1/3, the uniform plan removes 0.008 % more gate mass (2979.06 vs 2978.83). `layer` is
+used: it is the rule the default plan already applies to heads, so a uniform plan's heads equal the default's.
 
 Which parts a family's standard config can shrink is decided by the caller (`core.standard`): BERT-style configs
 derive the head size from hidden_size / num_attention_heads, so there `head_ratio` arrives as 0.
@@ -27,7 +27,6 @@ from lightpeft.errors import LightPeftError
 from lightpeft.methods.light_peft.config import PlanConfig
 from lightpeft.methods.light_peft.selection import keep_heads, lowest, num_to_prune
 
-SHARED_COUNT_RULES = ("layer", "global")
 SHARED_COUNT_RULE = "layer"  # see the module docstring
 
 
