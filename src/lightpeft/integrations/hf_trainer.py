@@ -79,6 +79,9 @@ class LightPeft:
         """Estimate on `train_dataset` with `args`, plan, and return the pruned model with its PEFT modules, ready
         for your Trainer. `model`: a task model from `from_pretrained` (or its path, with `num_labels` and
         `task_kind`: classification, regression, qa, causal_lm)."""
+        if self.estimate_config.plan_search_examples or self.plan_config.max_metric_drop is not None:
+            raise LightPeftError("LightPeft.prune does not hold out examples for --plan_search_examples / "
+                                 "--max_metric_drop yet; use `lightpeft run` for plans sized by held-out accuracy")
         path, kind, labels = self._describe(model, num_labels, task_kind)
         collator = data_collator or DataCollatorWithPadding(processing_class)
         steps = estimation_steps(self.estimate_config, planned_steps(args, len(train_dataset)))
