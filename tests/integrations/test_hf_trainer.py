@@ -90,3 +90,5 @@ def test_wrong_inputs_give_one_line_errors(base_model_dir):
         light.prune(wrapped, TrainingArguments(output_dir="x", use_cpu=True), [])
     with pytest.raises(LightPeftError, match="LoraConfig"):
         LightPeft(object())
+    with pytest.raises(LightPeftError, match="--peft lora"):
+        LightPeft(PeftSettings(peft="adapter"), plan=PlanConfig(uniform=True))

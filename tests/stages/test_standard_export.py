@@ -47,17 +47,17 @@ def uniform_runs(tmp_path_factory):
     data = write_tiny_csv(tmp_path_factory.mktemp("uniform-data") / "tiny.csv", rows=40)
     runs = {}
 
-    def get(family: str, uniform: bool = True):
-        if (family, uniform) not in runs:
-            root = tmp_path_factory.mktemp(f"{family}-uniform-{uniform}")
+    def get(family: str):
+        if family not in runs:
+            root = tmp_path_factory.mktemp(f"{family}-uniform")
             model_dir = save_tiny_model_dir(root / "base", family)
             args = LightPeftTrainingArguments(output_dir=str(root / "run"), num_train_epochs=1, learning_rate=5e-3,
                                               per_device_train_batch_size=12, disable_tqdm=True, seed=0, use_cpu=True)
             result = run(ModelConfig(str(model_dir)), DataConfig(task=str(data), max_seq_length=16),
                          PeftSettings(), EstimateConfig(estimate_steps=2),
-                         PlanConfig(head_ratio=0.5, uniform=uniform), args)
-            runs[family, uniform] = (root / "run", result, export_run(root / "run", root / "export"))
-        return runs[family, uniform]
+                         PlanConfig(head_ratio=0.5, uniform=True), args)
+            runs[family] = (root / "run", result, export_run(root / "run", root / "export"))
+        return runs[family]
 
     return get
 
@@ -98,8 +98,9 @@ def test_model_cards_name_base_counts_task_metric_command_and_loader(uniform_run
     assert result.summary["command"] in card
 
 
-def test_non_uniform_exports_keep_the_lightpeft_format_and_say_so(uniform_runs):
-    _, result, export_dir = uniform_runs("llama", uniform=False)
+def test_non_uniform_exports_keep_the_lightpeft_format_and_say_so(family_runs, tmp_path):
+    _, run_dir, result = family_runs("llama")  # the default plan, shared with test_export
+    export_dir = export_run(run_dir, tmp_path / "export")
     assert len({len(f) for f in result.plan.ffn}) > 1  # the default plan: FFN widths differ by layer
     meta = json.loads((export_dir / "export.json").read_text())
     assert meta["format"] == "lightpeft" and meta["loader"] == "lightpeft.load_exported"

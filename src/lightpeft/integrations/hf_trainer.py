@@ -38,6 +38,7 @@ from lightpeft.errors import LightPeftError
 from lightpeft.methods.light_peft.config import EstimateConfig, PlanConfig
 from lightpeft.methods.light_peft.estimate import Estimate, estimation_steps, run_estimation
 from lightpeft.methods.light_peft.planning import make_plan, prune
+from lightpeft.methods.light_peft.uniform import check_uniform_peft
 from lightpeft.provenance import command_line
 from lightpeft.stages.export import write_export
 from lightpeft.stages.outputs import claimed_output_dir, staging
@@ -69,6 +70,7 @@ class LightPeft:
         self.settings = peft_settings(peft_config)
         self.estimate_config = estimate or EstimateConfig()
         self.plan_config = plan or PlanConfig()
+        check_uniform_peft(self.plan_config, self.settings.peft)
         self.estimate: Estimate | None = None
         self.plan: Plan | None = None
         self.base_path: str | None = None

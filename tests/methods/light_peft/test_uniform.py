@@ -72,3 +72,11 @@ def test_family_decides_what_a_uniform_plan_prunes():
     with pytest.raises(LightPeftError, match="--peft lora") as err:
         fit_to_standard_config(cfg, llama, "adapter")
     assert "\n" not in str(err.value)
+
+
+def test_run_refuses_uniform_adapters_before_estimating(tmp_path):
+    from lightpeft import DataConfig, EstimateConfig, LightPeftTrainingArguments, ModelConfig, PeftSettings, run
+
+    with pytest.raises(LightPeftError, match="--peft lora"):  # the model path does not even exist: nothing ran
+        run(ModelConfig(str(tmp_path / "missing")), DataConfig(task="rotten_tomatoes"), PeftSettings(peft="adapter"),
+            EstimateConfig(), PlanConfig(uniform=True), LightPeftTrainingArguments(output_dir=str(tmp_path / "o")))

@@ -77,12 +77,17 @@ def fit_to_standard_config(cfg: PlanConfig, config, peft: str) -> PlanConfig:
     fewer heads. Adapters are refused: a standard checkpoint has no place for them (LoRA merges into the weights)."""
     if not cfg.uniform:
         return cfg
-    if not KINDS[peft].merges_on_export:
-        raise LightPeftError(f"--uniform true exports a standard checkpoint, which cannot hold {peft} modules; use "
-                             "--peft lora (merged into the pruned weights on export)")
+    check_uniform_peft(cfg, peft)
     if not can_prune_heads(config) and cfg.head_ratio > 0:
         return dataclasses.replace(cfg, head_ratio=0.0)
     return cfg
+
+
+def check_uniform_peft(cfg: PlanConfig, peft: str) -> None:
+    """Refuse a uniform plan for a PEFT kind that a standard checkpoint cannot hold (before any work is done)."""
+    if cfg.uniform and not KINDS[peft].merges_on_export:
+        raise LightPeftError(f"--uniform true exports a standard checkpoint, which cannot hold {peft} modules; use "
+                             "--peft lora (merged into the pruned weights on export)")
 
 
 def uniform_note(cfg: PlanConfig, config) -> str | None:
