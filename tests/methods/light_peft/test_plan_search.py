@@ -106,7 +106,9 @@ def test_every_candidate_is_scored_and_the_gates_are_restored(scored_estimate):
     assert ((gates != 0) & (gates != 1)).any()
 
 
-def test_make_plan_takes_the_ratios_the_accuracy_allows(scored_estimate):
+def test_make_plan_takes_the_ratios_the_accuracy_allows(scored_estimate, monkeypatch):
+    # the tiny model is still at chance after 6 steps; the guard for that is tested on its own above
+    monkeypatch.setattr("lightpeft.methods.light_peft.plan_search.MIN_INFORMATIVE_POINTS", float("-inf"))
     loose = make_plan(scored_estimate, PlanConfig(structure_score="taylor", max_metric_drop=1e9))
     assert (loose.ratios["head_ratio"], loose.ratios["ffn_ratio"]) == (0.5, 0.5)  # the cheapest candidate
     strict = make_plan(scored_estimate, PlanConfig(structure_score="taylor", max_metric_drop=0.0))
@@ -114,6 +116,10 @@ def test_make_plan_takes_the_ratios_the_accuracy_allows(scored_estimate):
     assert choice["predicted_drop"] <= 0.0
     kept = lambda plan: sum(map(len, plan.heads)) + sum(map(len, plan.ffn))  # noqa: E731
     assert kept(strict) >= kept(loose)
+    monkeypatch.undo()  # with the guard on, this model at chance prunes no structure
+    guarded = make_plan(scored_estimate, PlanConfig(structure_score="taylor", max_metric_drop=1e9))
+    assert guarded.ratios["accuracy_choice"]["uninformative"] and kept(guarded) == kept(
+        make_plan(scored_estimate, PlanConfig(head_ratio=0, ffn_ratio=0)))
     with pytest.raises(LightPeftError, match="other settings"):
         make_plan(scored_estimate, PlanConfig(structure_score="gate", max_metric_drop=1.0))
 
@@ -123,3 +129,69 @@ def test_taylor_and_gate_scores_give_their_own_plans(scored_estimate):
     by_taylor = make_plan(scored_estimate, PlanConfig(structure_score="taylor"))
     assert scored_estimate.head_taylor is not None
     assert by_gate.ffn != by_taylor.ffn or by_gate.heads != by_taylor.heads
+
+
+def test_a_candidates_prediction_is_the_pruned_models_metric_before_training(scored_estimate, tiny_model_dir,
+                                                                            tiny_csv, tmp_path):
+    """Binarised gates on the estimation model == the physically pruned model carrying every estimated module."""
+    from transformers import Trainer, TrainingArguments
+
+    from lightpeft import prune
+    from lightpeft.metrics import MAIN_METRIC
+    from lightpeft.stages.prepare import load_task_base, prepare
+
+    model_cfg, data_cfg = ModelConfig(str(tiny_model_dir)), DataConfig(task=str(tiny_csv), max_seq_length=16)
+    prepared = prepare(model_cfg, data_cfg)
+    _, holdout = split_holdout(prepared.train_ds, 16, seed=0)  # the rows estimation held out (its seed is 0)
+    plan = make_plan(scored_estimate, PlanConfig(structure_score="taylor", head_ratio=0.5, ffn_ratio=0.5,
+                                                 module_ratio=0, rank_ratio=0))
+    model = prune(load_task_base(model_cfg, prepared.task), plan, scored_estimate)
+    parts = prepared.trainer_parts()
+    trainer = Trainer(model=model, args=TrainingArguments(str(tmp_path), per_device_eval_batch_size=8, use_cpu=True,
+                                                          report_to=[]),
+                      data_collator=parts.collator, compute_metrics=parts.compute_metrics)
+    measured = trainer.evaluate(holdout)
+    search = scored_estimate.meta["plan_candidates"]
+    candidate = next(c for c in search["candidates"] if c["head_ratio"] == c["ffn_ratio"] == 0.5)
+    assert measured["eval_" + MAIN_METRIC[prepared.task.metric_kind]] == pytest.approx(candidate["metric"], abs=1e-6)
+    assert measured["eval_loss"] == pytest.approx(candidate["loss"], abs=1e-7)  # continuous: a real check
+    assert abs(candidate["loss"] - search["reference"]["loss"]) > 1e-6  # pruning changed it
+    assert sum(map(len, plan.heads)) < plan.num_layers * plan.num_heads  # something was pruned
+
+
+def test_an_estimation_model_at_chance_prunes_no_structure():
+    """Candidates all read about chance early in a short run: nothing can be certified, so nothing is pruned."""
+    drops = {(h, f): 0.0 for h in RATIOS for f in RATIOS}
+    search = fake_search(drops)
+    search["reference"]["chance"] = 0.88  # majority class: the unpruned model (0.9) beats it by 2 points only
+    chosen, record = choose_ratios(search, PlanConfig(max_metric_drop=1.0), ratio_cost)
+    assert (chosen.head_ratio, chosen.ffn_ratio) == (0.0, 0.0) and record["uninformative"]
+    search["reference"]["chance"] = 0.6
+    chosen, record = choose_ratios(search, PlanConfig(max_metric_drop=1.0), ratio_cost)
+    assert (chosen.head_ratio, chosen.ffn_ratio) == (0.5, 0.5) and not record["uninformative"]
+
+
+def test_constant_predictor_is_the_majority_class():
+    from datasets import Dataset
+
+    from lightpeft.methods.light_peft.plan_search import constant_predictor_metric
+
+    rows = Dataset.from_dict({"labels": [1, 1, 1, 0]})
+    assert constant_predictor_metric(rows, "accuracy") == pytest.approx(0.75)
+    assert constant_predictor_metric(rows, "mcc") == pytest.approx(0.0)
+    assert constant_predictor_metric(rows, "pearson") is None
+
+
+def test_a_search_that_could_not_run_keeps_the_fixed_ratios_and_says_why():
+    cfg = PlanConfig(max_metric_drop=1.0, head_ratio=0.2, ffn_ratio=0.1)
+    chosen, record = choose_ratios({"skipped": "extractive QA"}, cfg, ratio_cost)
+    assert (chosen.head_ratio, chosen.ffn_ratio) == (0.2, 0.1) and record["skipped"] == "extractive QA"
+
+
+def test_estimation_floor_is_capped_at_half_the_run():
+    from lightpeft.methods.light_peft.estimate import estimation_steps
+
+    assert estimation_steps(EstimateConfig(min_estimate_steps=60), 250) == 60  # 10% would be 25
+    assert estimation_steps(EstimateConfig(min_estimate_steps=60), 100) == 50
+    assert estimation_steps(EstimateConfig(min_estimate_steps=60), 1000) == 100  # the fraction is larger
+    assert estimation_steps(EstimateConfig(min_estimate_steps=60, estimate_steps=7), 1000) == 7

@@ -43,7 +43,7 @@ class EstimateConfig:
     min_estimate_steps: int = field(
         default=0,
         metadata={"help": "Estimation runs at least this many optimizer steps whatever --estimate_fraction gives "
-                  "(capped by the training run's length): a fraction of a short run is too few steps to rank units."},
+                  "(but at most half the training run): a fraction of a short run is too few steps to rank units."},
     )
     plan_search_examples: int = field(
         default=0,
@@ -58,7 +58,7 @@ class EstimateConfig:
                   "continue from estimation, so estimation + training take vanilla's step count)."},
     )
     candidate_ratios: list[float] = field(
-        default_factory=lambda: [0.0, 0.1, 0.2, 0.3, 0.4, 0.5],
+        default_factory=lambda: [0.0, 0.15, 0.3, 0.45],
         metadata={"help": "Head and FFN ratios scored on the held-out examples (every head ratio x FFN ratio)."},
     )
 

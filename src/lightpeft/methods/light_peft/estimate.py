@@ -115,10 +115,10 @@ def _read_meta(directory: Path) -> dict:
 
 def estimation_steps(cfg: EstimateConfig, training_steps: int) -> int:
     """Estimation length: an explicit step count, or a fraction of the training run raised to
-    `min_estimate_steps` (never beyond the run itself), and at least 2 steps."""
+    `min_estimate_steps` (but never beyond half the run), and at least 2 steps."""
     if cfg.estimate_steps:
         return cfg.estimate_steps
-    floor = min(cfg.min_estimate_steps, training_steps)
+    floor = min(cfg.min_estimate_steps, training_steps // 2)
     return max(2, floor, round(cfg.estimate_fraction * training_steps))
 
 

@@ -8,6 +8,11 @@ forward passes only, no training. The prediction ignores the recovery the traini
 conservative estimate of the final drop. `choose_ratios` then picks, among candidates whose predicted drop is
 within `max_metric_drop`, the one with the cheapest counted training step.
 
+Early in a short run the estimation model may not have learned the task yet; then every candidate reads about
+chance and the search would pick the most aggressive plan for nothing. The unpruned model must beat a constant
+predictor (the majority class; for regression and perplexity no check) by `MIN_INFORMATIVE_POINTS` on the held-out
+rows, otherwise the plan keeps every head and neuron, says why, and suggests a longer estimation.
+
 A metric on a few hundred rows is noisy (one row of 256 is 0.4 points), and a lucky candidate can read better than
 a milder one. The drop of a candidate is therefore taken as the largest drop among all candidates that prune no
 more heads and no more neurons than it does (a monotone envelope): pruning more is never predicted to cost less.
@@ -19,19 +24,21 @@ import dataclasses
 import itertools
 import logging
 
+import numpy as np
 import torch
 
 from lightpeft.errors import LightPeftError
 from lightpeft.methods.light_peft.config import PlanConfig
 from lightpeft.methods.light_peft.masks import Gates, set_binary
 from lightpeft.methods.light_peft.selection import keep_structure
-from lightpeft.metrics import GREATER_IS_BETTER, MAIN_METRIC
+from lightpeft.metrics import GREATER_IS_BETTER, MAIN_METRIC, compute_metrics
 
 log = logging.getLogger(__name__)
 
 # the plan settings the recorded candidates depend on: a plan asking for others cannot reuse them
 SCORED_SETTINGS = ("structure_score", "head_scope", "ffn_scope", "gqa_policy", "round_to")
 UNBOUNDED_METRICS = ("perplexity",)  # reported in their own units; the others are fractions, reported x100
+MIN_INFORMATIVE_POINTS = 5.0  # how far the unpruned estimation model must beat a constant predictor
 
 
 def points(metric_kind: str, value: float) -> float:
@@ -44,12 +51,27 @@ def drop_in_points(metric_kind: str, reference: float, value: float) -> float:
     return sign * (points(metric_kind, reference) - points(metric_kind, value))
 
 
+MIN_HOLDOUT = 8
+
+
+def holdout_size(train_rows: int, examples: int) -> int:
+    """Rows to hold out: `examples`, at most a quarter of the training rows; 0 when that leaves fewer than 8."""
+    count = min(examples, train_rows // 4)
+    return count if count >= MIN_HOLDOUT else 0
+
+
+def skipped(reason: str) -> dict:
+    """The record of a plan search that could not run; `choose_ratios` then keeps the fixed ratios and says why."""
+    log.warning("candidate plans are not scored: %s; the plan uses the fixed --head_ratio / --ffn_ratio", reason)
+    return {"skipped": reason}
+
+
 def split_holdout(train_ds, examples: int, seed: int):
     """(estimation rows, held-out rows): at most a quarter of the rows is held out, drawn with `seed`."""
-    count = min(examples, len(train_ds) // 4)
-    if count < 8:
-        raise LightPeftError(f"--plan_search_examples needs at least 8 held-out rows and a training set of >= 32 "
-                             f"rows; this task has {len(train_ds)}: set --plan_search_examples 0 and fixed ratios")
+    count = holdout_size(len(train_ds), examples)
+    if not count:
+        raise LightPeftError(f"--plan_search_examples needs at least {MIN_HOLDOUT} held-out rows, at most a quarter "
+                             f"of the training set; this task has {len(train_ds)} rows")
     shuffled = train_ds.shuffle(seed=seed)
     return shuffled.select(range(count, len(shuffled))), shuffled.select(range(count))
 
@@ -74,6 +96,7 @@ def score_candidates(trainer, gates: Gates, holdout, head_scores: torch.Tensor, 
 
     try:
         reference = evaluate(*everything)
+        reference["chance"] = constant_predictor_metric(holdout, metric_kind)
         candidates = []
         grid = list(itertools.product(ratios, ratios))
         for done, (head_ratio, ffn_ratio) in enumerate(grid, 1):
@@ -92,8 +115,27 @@ def score_candidates(trainer, gates: Gates, holdout, head_scores: torch.Tensor, 
             "candidates": candidates}
 
 
+def constant_predictor_metric(holdout, metric_kind: str) -> float | None:
+    """The metric of always predicting the held-out rows' majority class (None where no such baseline applies)."""
+    if metric_kind in ("pearson", "perplexity", "squad") or "labels" not in holdout.column_names:
+        return None
+    labels = np.asarray(holdout["labels"])
+    majority = np.bincount(labels).argmax()
+    logits = np.zeros((len(labels), int(labels.max()) + 1))
+    logits[:, majority] = 1.0
+    return float(compute_metrics(metric_kind, logits, labels)[MAIN_METRIC[metric_kind]])
+
+
+def informative(search: dict) -> bool:
+    """Whether the unpruned estimation model beats a constant predictor clearly enough to rank candidates."""
+    chance = search["reference"].get("chance")
+    if chance is None:
+        return True
+    return drop_in_points(search["metric_kind"], search["reference"]["metric"], chance) >= MIN_INFORMATIVE_POINTS
+
+
 def check_candidates_fit(search: dict | None, cfg: PlanConfig) -> None:
-    if not search:
+    if not search or "skipped" in search:
         raise LightPeftError("--max_metric_drop needs candidate plans scored during estimation: re-run the estimate "
                              "with --plan_search_examples > 0 (e.g. 256)")
     asked = {name: getattr(cfg, name) for name in SCORED_SETTINGS}
@@ -106,8 +148,22 @@ def check_candidates_fit(search: dict | None, cfg: PlanConfig) -> None:
 
 def choose_ratios(search: dict, cfg: PlanConfig, cost) -> tuple[PlanConfig, dict]:
     """The PlanConfig of the cheapest candidate (by `cost(PlanConfig)`) within `cfg.max_metric_drop`, and a record
-    of the choice. Ratio (0, 0) always qualifies when it was scored, since it is the unpruned structure."""
+    of the choice. Ratio (0, 0) always qualifies when it was scored, since it is the unpruned structure. When the
+    estimation could not score candidates (extractive QA, too few rows), the fixed ratios stay and the record
+    says why."""
+    if search and "skipped" in search:
+        return cfg, {"max_metric_drop": cfg.max_metric_drop, "skipped": search["skipped"],
+                     "head_ratio": cfg.head_ratio, "ffn_ratio": cfg.ffn_ratio}
     check_candidates_fit(search, cfg)
+    base_record = {"max_metric_drop": cfg.max_metric_drop, "metric": search["metric"], "examples": search["examples"],
+                   "reference_metric": search["reference"]["metric"], "chance_metric": search["reference"].get("chance")}
+    if not informative(search):
+        log.warning("the estimation model is not yet better than a constant predictor on the held-out rows "
+                    "(%s %.3f vs %.3f): no candidate can be trusted, so no head or FFN neuron is pruned; raise "
+                    "--min_estimate_steps (or --estimate_fraction) for a plan that prunes the backbone",
+                    search["metric"], search["reference"]["metric"], search["reference"]["chance"])
+        return dataclasses.replace(cfg, head_ratio=0.0, ffn_ratio=0.0), {
+            **base_record, "uninformative": True, "head_ratio": 0.0, "ffn_ratio": 0.0}
     options = []
     for candidate in search["candidates"]:
         milder = [c["predicted_drop"] for c in search["candidates"]
@@ -122,8 +178,7 @@ def choose_ratios(search: dict, cfg: PlanConfig, cost) -> tuple[PlanConfig, dict
         raise LightPeftError(f"no candidate plan is predicted within --max_metric_drop {cfg.max_metric_drop} points "
                              "(and ratio 0 was not scored); add 0 to --candidate_ratios or allow a larger drop")
     _, _, _, chosen, candidate = min(options, key=lambda o: o[:3])
-    record = {"max_metric_drop": cfg.max_metric_drop, "metric": search["metric"], "examples": search["examples"],
-              "reference_metric": search["reference"]["metric"], "predicted_metric": candidate["metric"],
+    record = {**base_record, "uninformative": False, "predicted_metric": candidate["metric"],
               "predicted_drop": candidate["predicted_drop"], "head_ratio": chosen.head_ratio,
               "ffn_ratio": chosen.ffn_ratio}
     return chosen, record
