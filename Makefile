@@ -20,7 +20,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q $(PIN) -e ".[test]"
+	$(PY) -m pip install -q $(PIN) -e ".[test,tracking]"
 	$(PY) -m pip install -q $(PIN) --no-deps $(ASSETS)
 	touch $(STAMP)
 

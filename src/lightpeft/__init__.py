@@ -12,6 +12,7 @@ from lightpeft.core.build import vanilla_plan
 from lightpeft.core.peft_kinds import PeftSettings
 from lightpeft.core.plan import Plan
 from lightpeft.errors import LightPeftError
+from lightpeft.integrations import LightPeft
 from lightpeft.methods.light_peft.config import EstimateConfig, PlanConfig
 from lightpeft.methods.light_peft.estimate import Estimate
 from lightpeft.methods.light_peft.planning import initial_state, make_plan, prune
@@ -29,6 +30,7 @@ __all__ = [
     "Estimate",
     "EstimateConfig",
     "ExportConfig",
+    "LightPeft",
     "LightPeftError",
     "LightPeftTrainingArguments",
     "ModelConfig",

@@ -235,11 +235,12 @@ def _predict(cfg) -> int:
 
 
 def _export(cfg) -> int:
-    from lightpeft.stages.export import export_run
+    from lightpeft.stages.export import export_run, read_export
 
     out = export_run(cfg.run_dir, cfg.output_dir, cfg.model_name_or_path, cfg.overwrite_output_dir)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    print(f"export: {out} ({size / 2**20:.1f} MB); load with lightpeft.load_exported({str(out)!r})")
+    loader = read_export(out)["loader"]  # plain transformers for a standard checkpoint (uniform plans)
+    print(f"export: {out} ({size / 2**20:.1f} MB); load with {loader}({str(out)!r})")
     return 0
 
 

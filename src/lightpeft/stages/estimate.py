@@ -5,6 +5,7 @@ written as an estimate directory.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from lightpeft.config import DataConfig, LightPeftTrainingArguments, ModelConfig, to_dict
 from lightpeft.core import arch
@@ -15,20 +16,25 @@ from lightpeft.methods.light_peft.estimate import Estimate, estimation_steps, ru
 from lightpeft.methods.light_peft.plan_search import MIN_HOLDOUT, holdout_size, skipped, split_holdout
 from lightpeft.stages.outputs import claimed_output_dir, is_main_process, stage_inputs, staging
 from lightpeft.stages.prepare import Prepared, load_task_base, prepare
+from lightpeft.tracking import TRACKING_DIR, tensorboard_dir
 
 log = logging.getLogger(__name__)
 
 
 def estimate(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, est_cfg: EstimateConfig,
              args: LightPeftTrainingArguments, prepared: Prepared | None = None, save: bool = True,
-             overwrite: bool = False, plan_cfg: PlanConfig | None = None) -> Estimate:
+             overwrite: bool = False, plan_cfg: PlanConfig | None = None,
+             tracking_dir: str | Path | None = None) -> Estimate:
     """Estimation stage; writes `args.output_dir` (an estimate directory) when `save`. `plan_cfg`'s ratios define
-    the keep sets that `--mask_convergence` watches."""
+    the keep sets that `--mask_convergence` watches. With `--report_to tensorboard`, the events (gate statistics
+    included) go to `tracking_dir` (default: `tensorboard/` in the estimate directory)."""
     if not save:
-        return _estimate(model_cfg, data_cfg, peft_cfg, est_cfg, args, prepared, plan_cfg)
+        with tensorboard_dir(tracking_dir or Path(args.output_dir) / TRACKING_DIR, args):
+            return _estimate(model_cfg, data_cfg, peft_cfg, est_cfg, args, prepared, plan_cfg)
     with claimed_output_dir(args.output_dir, overwrite, stage_inputs(model_cfg, data_cfg)) as out:
-        result = _estimate(model_cfg, data_cfg, peft_cfg, est_cfg, args, prepared, plan_cfg)
         with staging(out, "estimate") as stage_dir:
+            with tensorboard_dir(tracking_dir or stage_dir / TRACKING_DIR, args):
+                result = _estimate(model_cfg, data_cfg, peft_cfg, est_cfg, args, prepared, plan_cfg)
             if is_main_process():
                 result.write(stage_dir)
     return result

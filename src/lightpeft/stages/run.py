@@ -12,12 +12,14 @@ from lightpeft.core.training import planned_steps
 from lightpeft.io import write_json
 from lightpeft.methods.light_peft.config import EstimateConfig, PlanConfig
 from lightpeft.methods.light_peft.planning import initial_state, make_plan
+from lightpeft.methods.light_peft.uniform import check_uniform_peft
 from lightpeft.report import markdown_table
 from lightpeft.stages.estimate import estimate
 from lightpeft.stages.outputs import claimed_output_dir, is_main_process, stage_inputs, staging
 from lightpeft.stages.prepare import Prepared, prepare
 from lightpeft.stages.run_dir import RUN_FILE
 from lightpeft.stages.train import RunResult, train_into
+from lightpeft.tracking import TRACKING_DIR
 
 
 def run(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, est_cfg: EstimateConfig,
@@ -28,6 +30,7 @@ def run(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, es
     Layout: `estimate/`, `plan.json`, the trained run at the top level, `vanilla/` (optional), `summary.md`.
     """
     options = options or RunOptions()
+    check_uniform_peft(plan_cfg, peft_cfg.peft)  # before the estimation, not after it
     with claimed_output_dir(args.output_dir, options.overwrite_output_dir, stage_inputs(model_cfg, data_cfg)) as out:
         prepared = prepared or prepare(model_cfg, data_cfg)
         with staging(out, "run") as stage_dir:
@@ -36,7 +39,8 @@ def run(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, es
 
 
 def _run_into(stage_dir, model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, args, options, prepared) -> RunResult:
-    est = estimate(model_cfg, data_cfg, peft_cfg, est_cfg, args, prepared, save=False, plan_cfg=plan_cfg)
+    est = estimate(model_cfg, data_cfg, peft_cfg, est_cfg, args, prepared, save=False, plan_cfg=plan_cfg,
+                   tracking_dir=stage_dir / TRACKING_DIR / "estimate")
     if is_main_process():
         est.save(stage_dir / "estimate")
     plan = make_plan(est, plan_cfg)

@@ -27,9 +27,11 @@ from lightpeft.data import TaskData
 from lightpeft.fingerprint import tensors_fingerprint
 from lightpeft.io import write_json
 from lightpeft.metrics import GREATER_IS_BETTER, MAIN_METRIC
+from lightpeft.provenance import command_line
 from lightpeft.stages.outputs import Inputs, claimed_output_dir, is_main_process, stage_inputs, staging
 from lightpeft.stages.prepare import Prepared, load_task_base, prepare
 from lightpeft.stages.run_dir import RUN_FILE, RUN_SCHEMA_VERSION, RUN_WEIGHTS_FILE
+from lightpeft.tracking import TRACKING_DIR, tensorboard_dir
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +74,9 @@ def train_into(stage_dir: Path, model_cfg, prepared: Prepared, peft_cfg, args, p
     model = build_model(base, plan, init_state, source=f"plan file {plan_path}" if plan_path else "the plan")
     fresh_state = fresh_backbone_state(base, model)
     stage_args = _stage_args(args, stage_dir / "trainer")
-    trainer = make_trainer(model, stage_args, prepared.train_ds, prepared.eval_ds, prepared.tokenizer,
-                           prepared.trainer_parts())
+    with tensorboard_dir(stage_dir / TRACKING_DIR / "train", args):  # --report_to tensorboard: kept in the run
+        trainer = make_trainer(model, stage_args, prepared.train_ds, prepared.eval_ds, prepared.tokenizer,
+                               prepared.trainer_parts())
     with measured() as stats:
         trainer.train()
     in_training = [h for h in trainer.state.log_history if "eval_runtime" in h]  # evaluations inside train()
@@ -82,6 +85,7 @@ def train_into(stage_dir: Path, model_cfg, prepared: Prepared, peft_cfg, args, p
     summary = _summarise(plan, prepared.task, model, trainer, stats, in_training or [final], final)
     summary["base_path"] = str(Path(base.path).resolve())  # `load_pruned` / `lightpeft predict` default
     summary["tokenizer_path"] = model_cfg.tokenizer_name
+    summary["command"] = command_line()  # the export's model card quotes it
     summary["task"].update(prepared.task_record())
     weights = {**export_state(model), **fresh_state}
     summary["weights_fingerprint"] = tensors_fingerprint(weights)  # `run_dir` refuses a swapped weights file

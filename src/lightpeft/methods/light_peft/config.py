@@ -141,6 +141,14 @@ class PlanConfig:
                   "(scored by the mean gate of their query heads; k/v and the KV cache shrink too); `per_group` "
                   "prunes the same number of query heads in every group (k/v stay whole)."},
     )
+    uniform: bool = field(
+        default=False,
+        metadata={"help": "The same head count and FFN width in every layer, so the export is a standard Hugging "
+                  "Face checkpoint (plain from_pretrained, vLLM, ONNX). Llama-style models (head_dim in the config) "
+                  "lose heads (whole KV groups) and FFN neurons; BERT-style and other families, whose config derives "
+                  "the head size from hidden_size / heads, lose FFN neurons only. LoRA only (adapters cannot be "
+                  "written in a standard config)."},
+    )
 
     structure_score: str = field(
         default="gate",

@@ -4,6 +4,7 @@ the plan keeps and costs.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -21,6 +22,9 @@ from lightpeft.methods.light_peft.config import PlanConfig
 from lightpeft.methods.light_peft.estimate import Estimate
 from lightpeft.methods.light_peft.plan_search import choose_ratios
 from lightpeft.methods.light_peft.selection import choose, kv_heads_of
+from lightpeft.methods.light_peft.uniform import fit_to_standard_config, uniform_note
+
+log = logging.getLogger(__name__)
 
 
 def make_plan(estimate: Estimate | str | Path, cfg: PlanConfig | None = None) -> Plan:
@@ -31,6 +35,8 @@ def make_plan(estimate: Estimate | str | Path, cfg: PlanConfig | None = None) ->
         estimate = Estimate.load(estimate)
     config = _config_from_meta(estimate.meta)
     kind = estimate.meta.get("task_kind", "classification")
+    if note := uniform_note(cfg, config):
+        log.warning(note)
     budget = choice = None
     if cfg.target_train_speedup is not None or cfg.target_params_fraction is not None:
         cfg, budget = solve_budget(lambda c: structure_plan(estimate, c), config, cfg, kind)
@@ -51,6 +57,7 @@ def make_plan(estimate: Estimate | str | Path, cfg: PlanConfig | None = None) ->
 def structure_plan(estimate: Estimate, cfg: PlanConfig) -> Plan:
     """The plan `cfg`'s ratios give on `estimate`, without parameter counts (cheap: no model is built)."""
     meta = estimate.meta
+    cfg = fit_to_standard_config(cfg, _config_from_meta(meta), meta["peft"])
     roles = {name: tuple(role) for name, role in meta["module_roles"].items()}
     num_kv_heads = meta.get("num_kv_heads", meta["num_heads"])
     group_size = meta["num_heads"] // num_kv_heads

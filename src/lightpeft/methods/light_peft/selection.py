@@ -124,6 +124,10 @@ def keep_structure(head_masks: torch.Tensor, ffn_masks: torch.Tensor, cfg: PlanC
                    group_size: int = 1) -> tuple[list[list[int]], list[list[int]]]:
     """Kept heads and FFN neurons per layer: the structural half of `choose` (GQA policy and rounding included),
     also what mask convergence watches."""
+    if cfg.uniform:  # imported here: uniform builds on this module's count rule
+        from lightpeft.methods.light_peft.uniform import uniform_structure
+
+        return uniform_structure(head_masks, ffn_masks, cfg, group_size)
     heads = keep_heads(head_masks, cfg, group_size)
     ffn = keep_per_row(ffn_masks, cfg.ffn_ratio, cfg.ffn_scope)
     if cfg.round_to > 1:

@@ -10,6 +10,7 @@ from transformers import Trainer, TrainingArguments
 
 from lightpeft.core.training import loss_scaled_for_ga
 from lightpeft.methods.light_peft.gate_scores import GateTaylor
+from lightpeft.methods.light_peft.gate_stats import gate_statistics
 from lightpeft.methods.light_peft.importance import ImportanceTracker
 from lightpeft.methods.light_peft.masks import Gates
 
@@ -50,6 +51,10 @@ class EstimationTrainer(Trainer):
             self.tracker.end_step()
             self.gate_taylor.end_step()
         return loss
+
+    def log(self, logs: dict, *args, **kwargs) -> None:
+        logs.update(gate_statistics(self.gates))  # scalars for report_to (TensorBoard, ...) and the log history
+        super().log(logs, *args, **kwargs)
 
     def create_optimizer(self, model=None):
         gate_params = list(self.gates.parameters())
