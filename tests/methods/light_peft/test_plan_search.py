@@ -82,7 +82,7 @@ def test_holdout_is_a_disjoint_quarter_at_most(tiny_csv):
     rest, held = split_holdout(rows, 40, seed=0)
     assert len(held) == 25 and len(rest) == 75  # capped at a quarter
     assert not set(held["x"]) & set(rest["x"]) and set(held["x"]) | set(rest["x"]) == set(range(100))
-    with pytest.raises(LightPeftError, match="--plan_search_examples 0"):
+    with pytest.raises(LightPeftError, match="at least 8 held-out rows"):
         split_holdout(rows.select(range(20)), 40, seed=0)
 
 
