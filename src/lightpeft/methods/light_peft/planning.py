@@ -79,7 +79,7 @@ def check_estimate_fits(estimate: Estimate, plan: Plan) -> None:
 def initial_state(estimate: Estimate, plan: Plan) -> dict[str, torch.Tensor]:
     """The estimated PEFT and head weights cut to `plan`: where the method's training of the pruned model starts."""
     check_estimate_fits(estimate, plan)
-    return slice_peft_state(estimate.peft_state, plan)
+    return slice_peft_state(estimate.peft_state, plan, arch.get_arch(_config_from_meta(estimate.meta)))
 
 
 def prune(base: BaseModel, plan: Plan, estimate: Estimate | None = None):
