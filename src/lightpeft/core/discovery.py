@@ -235,13 +235,14 @@ def candidate_specs(config, layers: str, calls, block: nn.Module) -> list[arch.A
     attention_widths = (q_width, kv_width, fused_width)
     ffn_start = next((i for i, (_, n_in, n_out) in enumerate(calls) if n_in == hidden and n_out not in attention_widths),
                      len(calls))
-    found = None
+    found, o_at = None, None
     # o: the last H*d -> D linear before the FFN with a full q/k/v set before it (DeBERTa's position projections
     # are H*d -> D too, and come between v and o)
     for at in range(ffn_start):
         if calls[at][1] == q_width and calls[at][2] == hidden:
             qkv = _qkv([c for c in calls[:at] if c[1] == hidden], q_width, kv_width, fused_width)
-            found, o_at = (qkv, at) if qkv else (found, o_at if found else None)
+            if qkv:
+                found, o_at = qkv, at
     if not found:
         raise LightPeftError(f"model type {model_type!r}: no attention output projection ({q_width} -> {hidden}) "
                              f"after q/k/v projections ({q_width}, {kv_width} wide, or one fused {fused_width} wide) "

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig
 
+from lightpeft.core import arch
 from lightpeft.core.build import build_model
 from lightpeft.core.counts import count_plan
 from lightpeft.core.models import BaseModel
