@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import AlbertConfig, FalconConfig
+from transformers import AlbertConfig, AutoModelForSequenceClassification, FalconConfig
 
 from lightpeft import LightPeftError, PlanConfig
 from lightpeft.core import arch, discovery
@@ -153,3 +153,32 @@ def test_a_layout_that_does_not_fit_is_refused_naming_the_module():
     bad_ffn = dataclasses.replace(arch.get_arch(discovered_config("phi3")), ffn_layout="separate")
     with pytest.raises(LightPeftError, match=r"mlp\.gate_up_proj -> mlp\.down_proj"):
         verified([bad_ffn], discovery.probe_model(discovered_config("phi3")), discovered_config("phi3"))
+
+
+@pytest.mark.parametrize("name", ["phi3", "deberta-v2"])
+def test_discovered_family_runs_end_to_end_and_reloads(name, tmp_path):
+    """estimate -> plan -> prune -> train on a saved tiny checkpoint of a discovered family, then `load_pruned`."""
+    from transformers import BertTokenizerFast
+
+    from lightpeft import DataConfig, EstimateConfig, LightPeftTrainingArguments, ModelConfig, PeftSettings, load_pruned
+    from lightpeft import run as run_pipeline
+
+    from conftest import WORDS, write_tiny_csv
+
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
+    inputs = ["input_ids", "attention_mask"]
+    BertTokenizerFast(vocab=str(base / "vocab.txt"), model_input_names=inputs).save_pretrained(base)
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_config(discovered_config(name, num_labels=2)).save_pretrained(base)
+    data = write_tiny_csv(tmp_path / "tiny.csv", rows=40)
+    args = LightPeftTrainingArguments(output_dir=str(tmp_path / "run"), num_train_epochs=1, learning_rate=5e-3,
+                                      per_device_train_batch_size=12, disable_tqdm=True, seed=0, use_cpu=True)
+    result = run_pipeline(ModelConfig(str(base)), DataConfig(task=str(data), max_seq_length=16), PeftSettings(),
+                          EstimateConfig(estimate_steps=2), PlanConfig(head_ratio=0.5), args)
+    assert result.plan.model_type == discovered_config(name).model_type
+    assert result.plan.counts["foundation_pruned_fraction"] > 0
+    batch = tiny_batch()
+    loaded = load_pruned(str(base), tmp_path / "run")
+    assert torch.allclose(loaded(**batch).logits, result.model(**batch).logits, atol=1e-6)
