@@ -2,10 +2,12 @@
 (masked == physically pruned with LoRA everywhere, all-ones gates change nothing, rebuild from the saved plan and
 weights, generation with the KV cache); what it refuses, it refuses in one line naming the reason or module."""
 
+import copy
 import dataclasses
 
 import pytest
 import torch
+from families import DISCOVERED, DISCOVERED_DECODERS, discovered_config, discovered_model
 from safetensors.torch import load_file, save_file
 from transformers import AlbertConfig, AutoModelForSequenceClassification, FalconConfig
 
@@ -19,10 +21,11 @@ from lightpeft.core.surgery import prune_backbone, slice_peft_state
 from lightpeft.methods.light_peft import masks
 
 from conftest import DECODERS, tiny_batch, tiny_config
-from families import DISCOVERED, DISCOVERED_DECODERS, discovered_config, discovered_model
 from helpers import as_base, lora_everywhere, random_plan
 
-TABLE_FAMILIES = ["bert", "roberta", "xlm-roberta", *DECODERS]
+# a tiny config for every model type of the table (a new table entry without one fails the coverage test)
+TABLE_CONFIGS = {**{f: (lambda f=f: tiny_config(f)) for f in ["bert", "roberta", "xlm-roberta", *DECODERS]},
+                 "electra": lambda: discovered_config("electra")}
 CASES = {
     "paper defaults": dict(cfg=PlanConfig()),
     "layer loses every head": dict(cfg=PlanConfig(head_ratio=0.5, head_scope="global"), kill_heads_layer=0),
@@ -31,9 +34,13 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("family", TABLE_FAMILIES)
+def test_every_table_entry_is_checked_against_discovery():
+    assert set(TABLE_CONFIGS) == set(arch.ARCHITECTURES)
+
+
+@pytest.mark.parametrize("family", TABLE_CONFIGS)
 def test_discovery_reproduces_the_table_entry(family):
-    config = tiny_config(family)
+    config = TABLE_CONFIGS[family]()
     table = arch.ARCHITECTURES[config.model_type]
     found = discovery.discover(config)
     assert dataclasses.replace(found, family=table.family) == table
@@ -160,7 +167,14 @@ def test_discovered_family_runs_end_to_end_and_reloads(name, tmp_path):
     """estimate -> plan -> prune -> train on a saved tiny checkpoint of a discovered family, then `load_pruned`."""
     from transformers import BertTokenizerFast
 
-    from lightpeft import DataConfig, EstimateConfig, LightPeftTrainingArguments, ModelConfig, PeftSettings, load_pruned
+    from lightpeft import (
+        DataConfig,
+        EstimateConfig,
+        LightPeftTrainingArguments,
+        ModelConfig,
+        PeftSettings,
+        load_pruned,
+    )
     from lightpeft import run as run_pipeline
 
     from conftest import WORDS, write_tiny_csv
@@ -182,3 +196,25 @@ def test_discovered_family_runs_end_to_end_and_reloads(name, tmp_path):
     batch = tiny_batch()
     loaded = load_pruned(str(base), tmp_path / "run")
     assert torch.allclose(loaded(**batch).logits, result.model(**batch).logits, atol=1e-6)
+
+
+def test_a_pruned_layer_reads_its_own_head_counts_and_the_shared_attention_implementation():
+    """Phi-3 reads `config.num_attention_heads` in forward: the pruned layer's view has its own count, while a later
+    attention-implementation switch on the model still reaches it."""
+    model = discovered_model("phi3", causal=True)
+    plan = random_plan(model, PlanConfig(head_ratio=0.5, gqa_policy="per_group"))
+    pruned = prune_backbone(model, plan)
+    attention = arch.layer_modules(pruned)[1].self_attn
+    assert attention.config.num_attention_heads == len(plan.heads[1]) < pruned.config.num_attention_heads
+    pruned.set_attn_implementation("eager")
+    assert attention.config._attn_implementation == "eager"
+    copied = copy.deepcopy(pruned)
+    assert arch.layer_modules(copied)[1].self_attn.config.num_attention_heads == len(plan.heads[1])
+
+
+def test_causal_lm_is_refused_on_a_discovered_encoder():
+    from lightpeft.core.heads import check_kind
+
+    with pytest.raises(LightPeftError, match="is an encoder"):
+        check_kind(discovered_config("modernbert"), "causal_lm")
+    check_kind(discovered_config("gpt_neox"), "causal_lm")

@@ -171,9 +171,10 @@ def num_heads(config) -> int:
 def num_kv_heads(config) -> int:
     """Key/value heads (grouped-query attention); equal to the query heads elsewhere.
 
-    Falcon names them `num_kv_heads` and, with `multi_query` in its original layout, uses one whatever that says.
+    Falcon names them `num_kv_heads` and, with `multi_query` in its original layout, uses one whatever that says;
+    GPTBigCode's `multi_query` also means one.
     """
-    if getattr(config, "multi_query", False) and not getattr(config, "new_decoder_architecture", True):
+    if getattr(config, "multi_query", False) and not getattr(config, "new_decoder_architecture", False):
         return 1
     return getattr(config, "num_key_value_heads", None) or getattr(config, "num_kv_heads", None) or num_heads(config)
 

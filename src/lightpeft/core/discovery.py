@@ -24,7 +24,7 @@ import re
 
 import torch
 from torch import nn
-from transformers import AutoModel, Conv1D
+from transformers import MODEL_FOR_CAUSAL_LM_MAPPING, AutoModel, Conv1D
 
 from lightpeft.core import arch
 from lightpeft.errors import LightPeftError
@@ -36,11 +36,16 @@ NAME_HINTS = {"q": re.compile(r"(^|[._])(q|query)(_|$|\.)|(^|[._])q_"),
 # config entries that change no module shape or layout (labels, ids, bookkeeping): left out of the cache key
 UNSTRUCTURAL_KEYS = ("id2label", "label2id", "num_labels", "problem_type", "architectures", "transformers_version",
                      "_name_or_path", "torch_dtype", "dtype", "pad_token_id", "bos_token_id", "eos_token_id")
+ALIBI = ("ALiBi position biases are built per head from the config's head count for every layer at once, so a layer "
+         "with fewer heads would get the wrong slopes")
 REFUSED = {
     "albert": "ALBERT shares one block's weights across all layers (num_hidden_groups), so a head pruned in one layer "
               "would be pruned in every layer; lightpeft prunes each layer on its own",
+    "bloom": ALIBI,
+    "mpt": ALIBI,
 }
 _CACHE: dict[str, arch.ArchSpec | str] = {}
+PROBE_VOCAB = 256
 
 
 def discovered_arch(config) -> arch.ArchSpec:
@@ -70,8 +75,7 @@ def refusal(config) -> str | None:
     if getattr(config, "is_encoder_decoder", False):
         return "encoder-decoder models have two kinds of blocks (and cross-attention); lightpeft prunes one stack"
     if getattr(config, "alibi", False):
-        return ("ALiBi position biases are built per head from the config's head count for every layer at once, so "
-                "a layer with fewer heads would get the wrong slopes")
+        return ALIBI
     if getattr(config, "num_hidden_groups", 1) != 1 or getattr(config, "num_hidden_layers", None) is None:
         return "the config does not describe one block per layer (num_hidden_layers)"
     return None
@@ -93,15 +97,24 @@ def discover(config) -> arch.ArchSpec:
 
 
 def probe_config(config):
-    """A copy of `config` with two blocks (one per attention type where `layer_types` lists several)."""
+    """A copy of `config` with two blocks (one per attention type where `layer_types` lists several) and at most
+    PROBE_VOCAB token ids."""
     probe = copy.deepcopy(config)
     types = getattr(config, "layer_types", None)
     if types:
         distinct = list(dict.fromkeys(types))
-        chosen = distinct if len(distinct) > 1 else distinct * 2
-        probe.layer_types = chosen
+        try:
+            probe.layer_types = distinct if len(distinct) > 1 else distinct * 2
+        except AttributeError:  # derived from other fields (hybrid state-space models): no small probe
+            raise LightPeftError(f"model type {config.model_type!r}: its per-layer block types are derived from the "
+                                 "config, so no small probe can be built to discover its structure") from None
     probe.num_hidden_layers = len(probe.layer_types) if types else 2
     probe.use_cache = False
+    if (getattr(probe, "vocab_size", 0) or 0) > PROBE_VOCAB:  # the blocks never see the vocabulary: a small one
+        probe.vocab_size = PROBE_VOCAB  # keeps the probe cheap at full hidden size
+        for key in ("pad_token_id", "bos_token_id", "eos_token_id"):
+            if isinstance(getattr(probe, key, None), int) and getattr(probe, key) >= PROBE_VOCAB:
+                setattr(probe, key, None)
     return probe
 
 
@@ -112,7 +125,7 @@ def probe_model(config) -> nn.Module:
         torch.manual_seed(0)
         try:
             model = AutoModel.from_config(probe_cfg).eval()
-        except (ValueError, KeyError, TypeError, AttributeError) as err:
+        except Exception as err:  # whatever the modeling code raises on this config
             raise LightPeftError(f"model type {config.model_type!r}: transformers cannot build it from its config "
                                  f"({str(err).splitlines()[0]}); lightpeft needs a transformers model class") from None
         with torch.no_grad():
@@ -227,6 +240,12 @@ def _qkv(before, q_width: int, kv_width: int, fused_width: int):
     return None
 
 
+def _causal(config, attention: nn.Module) -> bool:
+    """Causal self-attention (a decoder): the attention module's `is_causal`, else a causal-LM class exists."""
+    causal = getattr(attention, "is_causal", None)
+    return bool(causal) if causal is not None else type(config) in MODEL_FOR_CAUSAL_LM_MAPPING
+
+
 def candidate_specs(config, layers: str, calls, block: nn.Module) -> list[arch.ArchSpec]:
     """Structure entries that fit the traced shapes (one per fused layout to try), best first."""
     model_type = config.model_type
@@ -261,8 +280,7 @@ def candidate_specs(config, layers: str, calls, block: nn.Module) -> list[arch.A
         raise LightPeftError(f"model type {model_type!r}: q/k/v ({q}, {k}, {v}) sit in no attention module")
     base = arch.ArchSpec(family=model_type, layers=layers, q=q, k=k, v=v, o=calls[o_at][0], ffn_in=tuple(ffn_in),
                          ffn_out=after[out_at][0], attention=attention, ffn_size_key=key, ffn_layout=ffn_layout,
-                         head_extra=tuple(extra), encoder=not getattr(block.get_submodule(attention), "is_causal",
-                                                                      False))
+                         head_extra=tuple(extra), encoder=not _causal(config, block.get_submodule(attention)))
     if q != k:
         return [base]
     # one KV head: [q | k | v] either way; otherwise per-head interleaving needs KV == H, per-group KV < H

@@ -9,7 +9,6 @@ FFN neuron keeps zero-width FFN linears, which compute the same thing (SwiGLU in
 
 from __future__ import annotations
 
-import copy
 import re
 from collections import Counter
 
@@ -117,12 +116,13 @@ def _bias_only_linear(conv1d: Conv1D) -> nn.Linear:
 
 # Head-count attributes that attention modules read in forward (or keep for bookkeeping), by family:
 # BERT num_attention_heads/all_head_size, OPT and GPT-2 num_heads, GPT-2 split_size, Llama num_key_value_groups,
-# DistilBERT n_heads, Falcon num_kv_heads.
+# DistilBERT n_heads, Falcon num_kv_heads, GPTBigCode kv_heads.
 HEAD_ATTRIBUTES = {
     "num_attention_heads": lambda heads, kv, d: heads,
     "num_heads": lambda heads, kv, d: heads,
     "n_heads": lambda heads, kv, d: heads,
     "num_kv_heads": lambda heads, kv, d: kv,
+    "kv_heads": lambda heads, kv, d: kv,
     "all_head_size": lambda heads, kv, d: heads * d,
     "split_size": lambda heads, kv, d: heads * d,
     "num_key_value_heads": lambda heads, kv, d: kv,
@@ -189,20 +189,40 @@ def prune_heads(block: nn.Module, spec: arch.ArchSpec, heads: list[int], kv_head
     _own_head_counts(attention, len(heads), len(kv_heads))
 
 
-def _own_head_counts(attention: nn.Module, heads: int, kv_heads: int) -> None:
-    """Give an attention module that reads head counts from its config (Phi-3 splits its fused q/k/v at
-    `config.num_attention_heads * head_dim`) its own copy of the config with this layer's counts.
+class LayerConfig:
+    """One pruned layer's view of the model config: its own head counts, everything else read from (and written
+    to) the shared config, so a later `set_attn_implementation` still reaches the layer."""
 
-    The copy is shallow and private to the module; `model.config` keeps the unpruned counts (plans rebuild from it).
+    def __init__(self, shared, **own):
+        self.__dict__.update(_shared=shared, _own=own)
+
+    def __getattr__(self, name: str):
+        if name.startswith("__") or "_own" not in self.__dict__:  # copy/deepcopy probe dunders on a bare instance
+            raise AttributeError(name)
+        own = self.__dict__["_own"]
+        return own[name] if name in own else getattr(self.__dict__["_shared"], name)
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in self._own:
+            self._own[name] = value
+        else:
+            setattr(self._shared, name, value)
+
+
+def _own_head_counts(attention: nn.Module, heads: int, kv_heads: int) -> None:
+    """Give an attention module that may read head counts from its config (Phi-3 splits its fused q/k/v at
+    `config.num_attention_heads * head_dim` in forward) a view of the config with this layer's counts.
+
+    `model.config` keeps the unpruned counts, which plans are rebuilt from.
     """
     config = getattr(attention, "config", None)
     if config is None or not hasattr(config, "num_attention_heads"):
         return
-    own = copy.copy(config)
-    own.num_attention_heads = heads
+    own = {"num_attention_heads": heads}
     if getattr(config, "num_key_value_heads", None) is not None:
-        own.num_key_value_heads = kv_heads
-    attention.config = own
+        own["num_key_value_heads"] = kv_heads
+    shared = config._shared if isinstance(config, LayerConfig) else config
+    attention.config = LayerConfig(shared, **own)
 
 
 def _no_attention(block: nn.Module, spec: arch.ArchSpec, attention: nn.Module) -> NoAttention:
