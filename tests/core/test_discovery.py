@@ -9,7 +9,7 @@ import pytest
 import torch
 from families import DISCOVERED, DISCOVERED_DECODERS, discovered_config, discovered_model
 from safetensors.torch import load_file, save_file
-from transformers import AlbertConfig, AutoModelForSequenceClassification, FalconConfig
+from transformers import AlbertConfig, AutoModelForSequenceClassification, FalconConfig, MixtralConfig
 
 from lightpeft import LightPeftError, PlanConfig
 from lightpeft.core import arch, discovery
@@ -142,12 +142,15 @@ def _one_line_error(config) -> str:
     return str(excinfo.value)
 
 
-def test_shared_blocks_and_alibi_are_refused_with_the_reason():
+def test_shared_blocks_alibi_and_experts_are_refused_with_the_reason():
     albert = AlbertConfig(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                           intermediate_size=37, embedding_size=16)
     assert "shares one block's weights across all layers" in _one_line_error(albert)
     alibi = FalconConfig(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, alibi=True)
     assert "ALiBi" in _one_line_error(alibi)
+    moe = MixtralConfig(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        num_key_value_heads=4, intermediate_size=37)
+    assert "mixture-of-experts" in _one_line_error(moe)
 
 
 def test_a_layout_that_does_not_fit_is_refused_naming_the_module():

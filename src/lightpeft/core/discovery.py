@@ -76,6 +76,8 @@ def refusal(config) -> str | None:
         return "encoder-decoder models have two kinds of blocks (and cross-attention); lightpeft prunes one stack"
     if getattr(config, "alibi", False):
         return ALIBI
+    if any(getattr(config, key, 0) for key in ("num_experts", "num_local_experts", "n_routed_experts")):
+        return "mixture-of-experts FFNs route tokens to experts; lightpeft prunes dense FFN neurons only"
     if getattr(config, "num_hidden_groups", 1) != 1 or getattr(config, "num_hidden_layers", None) is None:
         return "the config does not describe one block per layer (num_hidden_layers)"
     return None
