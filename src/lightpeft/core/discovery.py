@@ -90,7 +90,9 @@ def discover(config) -> arch.ArchSpec:
     model_type = getattr(config, "model_type", None)
     why = refusal(config)
     if why:
-        raise LightPeftError(f"model type {model_type!r} is refused: {why}")
+        raise LightPeftError(f"model type {model_type!r} is refused: {why}; supported: "
+                             f"{', '.join(sorted(arch.ARCHITECTURES))} and the model types structure discovery verifies "
+                             "(see the README's architecture table)")
     probe = probe_model(config)
     layers = _find_layers(probe, probe.config.num_hidden_layers, model_type)
     calls = trace_linears(probe, layers)
