@@ -221,3 +221,16 @@ def test_causal_lm_is_refused_on_a_discovered_encoder():
     with pytest.raises(LightPeftError, match="is an encoder"):
         check_kind(discovered_config("modernbert"), "causal_lm")
     check_kind(discovered_config("gpt_neox"), "causal_lm")
+
+
+@pytest.mark.parametrize("name", ["deberta-v2", "distilbert", "phi3", "gpt_neox", "falcon"])
+def test_discovered_family_with_adapters_pruned_equals_masked(name):
+    """Bottleneck adapters sit on o / ffn_out outputs (hidden size), also where the layer lost its attention."""
+    from helpers import adapters_everywhere
+
+    plan = random_plan(discovered_model(name), **_case(name, "layer loses every head"))
+    pruned = adapters_everywhere(prune_backbone(discovered_model(name), plan))
+    masked = adapters_everywhere(discovered_model(name))
+    masks.set_binary(masks.attach_gates(masked, requires_grad=False).gates, plan.heads, plan.ffn)
+    batch = tiny_batch()
+    assert torch.allclose(pruned(**batch).logits, masked(**batch).logits, atol=1e-5)
