@@ -19,6 +19,7 @@ verifies is kept.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 
@@ -289,4 +290,4 @@ def candidate_specs(config, layers: str, calls, block: nn.Module) -> list[arch.A
         return [base]
     # one KV head: [q | k | v] either way; otherwise per-head interleaving needs KV == H, per-group KV < H
     layouts = ["concat"] if kv == 1 else ["concat", "interleaved"] if kv == heads else ["concat", "grouped"]
-    return [arch.ArchSpec(**{**vars(base), "qkv_layout": layout}) for layout in layouts]
+    return [dataclasses.replace(base, qkv_layout=layout) for layout in layouts]
