@@ -159,9 +159,10 @@ def test_head_count_attributes_the_forward_uses_are_the_ones_pruning_updates(fam
 
 
 def test_an_attention_module_with_an_unknown_head_count_is_refused():
-    """The runtime guard: a renamed head count (OPT's num_heads -> n_heads, GPT-2's split_size -> qkv_split) would be
-    left at the unpruned value, so pruning refuses the module instead of computing garbage."""
-    for family, old, new in [("opt", "num_heads", "n_heads"), ("gpt2", "split_size", "qkv_split")]:
+    """The runtime guard: a renamed head count (OPT's num_heads -> head_count, GPT-2's split_size -> qkv_split) would
+    be left at the unpruned value, so pruning refuses the module instead of computing garbage. (`n_heads` is not an
+    unknown name: DistilBERT's, pruning updates it.)"""
+    for family, old, new in [("opt", "num_heads", "head_count"), ("gpt2", "split_size", "qkv_split")]:
         model = tiny_model(family)
         plan = random_plan(model, PlanConfig(head_ratio=0.5))
         for block in arch.layer_modules(model):

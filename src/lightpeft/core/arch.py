@@ -1,7 +1,8 @@
 """Per-architecture structure tables: where a model keeps its layers, attention projections and FFN.
 
 Everything else in lightpeft (masks, importance, surgery, plans) speaks in *roles* (q, k, v, o, ffn_in, ffn_out)
-and asks this module where a role lives, so a new family is one small table entry.
+and asks this module where a role lives. Families in the table take the fast path; any other model type gets its
+entry from `core.discovery` (found from the modules' shapes and call order, then verified on a probe model).
 """
 
 from __future__ import annotations
@@ -30,7 +31,15 @@ class ArchSpec:
     ffn_out: str  # FFN output projection; its *input* is the per-neuron activation
     attention: str  # the module to replace by a no-op when a layer loses every head
     ffn_size_key: str = "intermediate_size"  # config attribute holding the FFN width
-    fused_qkv: bool = False  # q, k and v are one projection whose output is [q | k | v] (GPT-2's c_attn)
+    qkv_layout: str = "separate"  # q, k, v in one projection: its row layout (core.fused: concat, interleaved, ...)
+    ffn_layout: str = "separate"  # gate and up in one projection: `concat` ([gate | up], Phi-3's gate_up_proj)
+    head_extra: tuple[str, ...] = ()  # more projections with per-query-head outputs (DeBERTa's pos_key_proj)
+    encoder: bool = False  # bidirectional (cannot be fine-tuned as a causal LM)
+
+    @property
+    def fused_qkv(self) -> bool:
+        """q, k and v are one projection (GPT-2's c_attn, GPT-NeoX's query_key_value)."""
+        return self.qkv_layout != "separate"
 
     def role_paths(self, role: str) -> tuple[str, ...]:
         """Block-relative paths of the linears that play `role`."""
@@ -58,6 +67,7 @@ BERT_LIKE = ArchSpec(
     ffn_in=("intermediate.dense",),
     ffn_out="output.dense",
     attention="attention.self",
+    encoder=True,
 )
 
 OPT = ArchSpec(
@@ -85,7 +95,7 @@ GPT2 = ArchSpec(
     ffn_out="mlp.c_proj",
     attention="attn",
     ffn_size_key="n_inner",
-    fused_qkv=True,
+    qkv_layout="concat",
 )
 
 # Llama-style decoders: grouped-query attention, SwiGLU FFN (gate and up rows pruned together with down columns)
@@ -105,6 +115,7 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     "bert": BERT_LIKE,
     "roberta": BERT_LIKE,
     "xlm-roberta": BERT_LIKE,
+    "electra": BERT_LIKE,
     "opt": OPT,
     "gpt2": GPT2,
     "llama": LLAMA_LIKE,
@@ -115,13 +126,22 @@ ARCHITECTURES: dict[str, ArchSpec] = {
 
 
 def get_arch(model_or_config) -> ArchSpec:
-    """Structure table for a model or config; a clear error names the supported families otherwise."""
+    """Structure entry for a model or config: the table's, else a discovered and verified one (cached per config);
+    a one-line LightPeftError says why a model cannot be pruned."""
     config = getattr(model_or_config, "config", model_or_config)
     model_type = getattr(config, "model_type", None)
+    if model_type in ARCHITECTURES:
+        return ARCHITECTURES[model_type]
+    from lightpeft.core.discovery import discovered_arch  # discovery builds on surgery, which imports this module
+
+    return discovered_arch(config)
+
+
+def table_arch(model_type: str) -> ArchSpec:
+    """The table entry of `model_type` (for code that only has a plan's model type)."""
     if model_type not in ARCHITECTURES:
-        raise LightPeftError(
-            f"model type {model_type!r} is not supported yet; supported: {', '.join(sorted(ARCHITECTURES))}"
-        )
+        raise LightPeftError(f"model type {model_type!r} has no structure table entry; pass its discovered entry "
+                             "(arch.get_arch(config))")
     return ARCHITECTURES[model_type]
 
 
@@ -149,8 +169,14 @@ def num_heads(config) -> int:
 
 
 def num_kv_heads(config) -> int:
-    """Key/value heads (grouped-query attention); equal to the query heads elsewhere."""
-    return getattr(config, "num_key_value_heads", None) or num_heads(config)
+    """Key/value heads (grouped-query attention); equal to the query heads elsewhere.
+
+    Falcon names them `num_kv_heads` and, with `multi_query` in its original layout, uses one whatever that says;
+    GPTBigCode's `multi_query` also means one.
+    """
+    if getattr(config, "multi_query", False) and not getattr(config, "new_decoder_architecture", False):
+        return 1
+    return getattr(config, "num_key_value_heads", None) or getattr(config, "num_kv_heads", None) or num_heads(config)
 
 
 def kv_group_size(config) -> int:

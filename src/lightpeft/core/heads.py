@@ -49,8 +49,7 @@ TASK_MODEL_MAPPINGS = {
 # one: a causal LM trains PEFT modules only (its lm_head is often the input embedding matrix, tied).
 HEAD_NAMES = ("classifier", "score", "qa_outputs")
 QA_HEAD = "qa_outputs"
-ENCODER_FAMILIES = ("bert",)
-DECODER_TYPES = tuple(sorted(t for t, spec in arch.ARCHITECTURES.items() if spec.family not in ENCODER_FAMILIES))
+DECODER_TYPES = tuple(sorted(t for t, spec in arch.ARCHITECTURES.items() if not spec.encoder))
 
 
 def kind_of(task: dict) -> str:
@@ -63,7 +62,7 @@ def check_kind(config, kind: str) -> None:
     if kind not in TASK_MODEL_CLASSES:
         raise LightPeftError(f"unknown task kind {kind!r}; use one of {', '.join(TASK_MODEL_CLASSES)}")
     spec = arch.get_arch(config)
-    if kind == "causal_lm" and spec.family in ENCODER_FAMILIES:
+    if kind == "causal_lm" and spec.encoder:
         raise LightPeftError(f"model type {config.model_type!r} is an encoder and cannot be fine-tuned as a causal LM "
                              f"(prompt/response data); use a decoder ({', '.join(DECODER_TYPES)})")
     if type(config) not in TASK_MODEL_MAPPINGS[kind]:

@@ -17,6 +17,7 @@ from torch import nn
 from transformers import Cache, Conv1D, EncoderDecoderCache
 
 from lightpeft.core import arch
+from lightpeft.core.fused import ffn_in_rows, head_rows, qkv_rows
 from lightpeft.core.peft_kinds import get_kind, weight_suffixes
 from lightpeft.core.plan import Plan
 from lightpeft.errors import LightPeftError
@@ -76,21 +77,6 @@ class NoAttention(nn.Module):
         return context, None
 
 
-def head_rows(heads: list[int], head_size: int) -> torch.Tensor:
-    """Row indices of the projection outputs that belong to `heads` (each head owns head_size rows)."""
-    if not heads:
-        return torch.zeros(0, dtype=torch.long)
-    idx = torch.tensor(heads, dtype=torch.long)
-    return (idx[:, None] * head_size + torch.arange(head_size)).reshape(-1)  # (H_kept, d) -> (H_kept*d,)
-
-
-def fused_qkv_rows(heads: list[int], head_size: int, num_heads: int) -> torch.Tensor:
-    """Output indices of a fused [q | k | v] projection (each part num_heads*head_size wide) kept for `heads`."""
-    rows = head_rows(heads, head_size)
-    width = num_heads * head_size
-    return torch.cat([rows + part * width for part in range(3)])  # (3*H_kept*d,)
-
-
 def _replace(parent: nn.Module, path: str, new: nn.Module) -> None:
     owner_path, _, attr = path.rpartition(".")
     owner = parent.get_submodule(owner_path) if owner_path else parent
@@ -129,10 +115,14 @@ def _bias_only_linear(conv1d: Conv1D) -> nn.Linear:
 
 
 # Head-count attributes that attention modules read in forward (or keep for bookkeeping), by family:
-# BERT num_attention_heads/all_head_size, OPT and GPT-2 num_heads, GPT-2 split_size, Llama num_key_value_groups.
+# BERT num_attention_heads/all_head_size, OPT and GPT-2 num_heads, GPT-2 split_size, Llama num_key_value_groups,
+# DistilBERT n_heads, Falcon num_kv_heads, GPTBigCode kv_heads.
 HEAD_ATTRIBUTES = {
     "num_attention_heads": lambda heads, kv, d: heads,
     "num_heads": lambda heads, kv, d: heads,
+    "n_heads": lambda heads, kv, d: heads,
+    "num_kv_heads": lambda heads, kv, d: kv,
+    "kv_heads": lambda heads, kv, d: kv,
     "all_head_size": lambda heads, kv, d: heads * d,
     "split_size": lambda heads, kv, d: heads * d,
     "num_key_value_heads": lambda heads, kv, d: kv,
@@ -174,17 +164,20 @@ def check_groups(layer: int, heads: list[int], kv_heads: list[int], group_size: 
 
 
 def prune_heads(block: nn.Module, spec: arch.ArchSpec, heads: list[int], kv_heads: list[int], head_size: int,
-                num_heads: int) -> None:
+                num_heads: int, num_kv_heads: int | None = None) -> None:
     """Keep query `heads` and key/value `kv_heads` of one block: q/k/v output rows, o input columns, bookkeeping."""
     if heads:
         check_head_attributes(block.get_submodule(spec.attention), head_size)
     rows = head_rows(heads, head_size)
     if spec.fused_qkv:
-        _slice(block, spec.q, fused_qkv_rows(heads, head_size, num_heads), "out")
+        total_kv = num_kv_heads or num_heads
+        _slice(block, spec.q, qkv_rows(spec.qkv_layout, heads, kv_heads, head_size, num_heads, total_kv), "out")
     else:
         _slice(block, spec.q, rows, "out")
         for role in ("k", "v"):
             _slice(block, getattr(spec, role), head_rows(kv_heads, head_size), "out")
+    for path in spec.head_extra:
+        _slice(block, path, rows, "out")
     _slice(block, spec.o, rows, "in")
     attention = block.get_submodule(spec.attention)
     if not heads:
@@ -193,6 +186,43 @@ def prune_heads(block: nn.Module, spec: arch.ArchSpec, heads: list[int], kv_head
     for name, value in HEAD_ATTRIBUTES.items():
         if hasattr(attention, name):
             setattr(attention, name, value(len(heads), len(kv_heads), head_size))
+    _own_head_counts(attention, len(heads), len(kv_heads))
+
+
+class LayerConfig:
+    """One pruned layer's view of the model config: its own head counts, everything else read from (and written
+    to) the shared config, so a later `set_attn_implementation` still reaches the layer."""
+
+    def __init__(self, shared, **own):
+        self.__dict__.update(_shared=shared, _own=own)
+
+    def __getattr__(self, name: str):
+        if name.startswith("__") or "_own" not in self.__dict__:  # copy/deepcopy probe dunders on a bare instance
+            raise AttributeError(name)
+        own = self.__dict__["_own"]
+        return own[name] if name in own else getattr(self.__dict__["_shared"], name)
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in self._own:
+            self._own[name] = value
+        else:
+            setattr(self._shared, name, value)
+
+
+def _own_head_counts(attention: nn.Module, heads: int, kv_heads: int) -> None:
+    """Give an attention module that may read head counts from its config (Phi-3 splits its fused q/k/v at
+    `config.num_attention_heads * head_dim` in forward) a view of the config with this layer's counts.
+
+    `model.config` keeps the unpruned counts, which plans are rebuilt from.
+    """
+    config = getattr(attention, "config", None)
+    if config is None or not hasattr(config, "num_attention_heads"):
+        return
+    own = {"num_attention_heads": heads}
+    if getattr(config, "num_key_value_heads", None) is not None:
+        own["num_key_value_heads"] = kv_heads
+    shared = config._shared if isinstance(config, LayerConfig) else config
+    attention.config = LayerConfig(shared, **own)
 
 
 def _no_attention(block: nn.Module, spec: arch.ArchSpec, attention: nn.Module) -> NoAttention:
@@ -206,8 +236,9 @@ def _no_attention(block: nn.Module, spec: arch.ArchSpec, attention: nn.Module) -
 def prune_ffn(block: nn.Module, spec: arch.ArchSpec, neurons: list[int]) -> None:
     """Keep `neurons` of one block's FFN: input-projection rows (gate and up alike), output-projection columns."""
     index = torch.tensor(neurons, dtype=torch.long)
+    width = arch.features(block.get_submodule(spec.ffn_out))[0]
     for path in spec.ffn_in:
-        _slice(block, path, index, "out")
+        _slice(block, path, ffn_in_rows(spec.ffn_layout, neurons, width), "out")
     _slice(block, spec.ffn_out, index, "in")
 
 
@@ -219,7 +250,7 @@ def prune_backbone(model: nn.Module, plan: Plan) -> nn.Module:
         if len(heads) < plan.num_heads:
             kv_heads = plan.kept_kv_heads(layer)
             check_groups(layer, heads, kv_heads, plan.kv_group_size)
-            prune_heads(block, spec, heads, kv_heads, head_size, plan.num_heads)
+            prune_heads(block, spec, heads, kv_heads, head_size, plan.num_heads, plan.kv_head_count)
         if len(neurons) < plan.ffn_size:
             prune_ffn(block, spec, neurons)
     if hasattr(model, "_get_static_cache_init_shape"):
@@ -236,34 +267,41 @@ def slice_units(down: torch.Tensor, up: torch.Tensor, units: list[int]) -> tuple
     return down[index], up[:, index]
 
 
-def slice_lora_structure(name: str, lora_a: torch.Tensor, lora_b: torch.Tensor, plan: Plan) -> tuple:
-    """Cut a LoRA pair (A: (r, in), B: (out, r)) to the plan's kept heads / neurons on its linear's pruned side."""
+def slice_lora_structure(name: str, lora_a: torch.Tensor, lora_b: torch.Tensor, plan: Plan,
+                         spec: arch.ArchSpec) -> tuple:
+    """Cut a LoRA pair (A: (r, in), B: (out, r)) to the plan's kept heads / neurons on its linear's pruned side.
+
+    On a fused projection B's rows are cut exactly as the projection's (core.fused), so fused LoRA stays consistent.
+    """
     layer, role = plan.role_of(name)
     if role == "q":
         lora_b = lora_b[head_rows(plan.heads[layer], plan.head_size)]
     elif role in ("k", "v"):
         lora_b = lora_b[head_rows(plan.kept_kv_heads(layer), plan.head_size)]
     elif role == "qkv":
-        lora_b = lora_b[fused_qkv_rows(plan.heads[layer], plan.head_size, plan.num_heads)]
+        lora_b = lora_b[qkv_rows(spec.qkv_layout, plan.heads[layer], plan.kept_kv_heads(layer), plan.head_size,
+                                 plan.num_heads, plan.kv_head_count)]
     elif role == "o":
         lora_a = lora_a[:, head_rows(plan.heads[layer], plan.head_size)]
     elif role == "ffn_in":
-        lora_b = lora_b[torch.tensor(plan.ffn[layer], dtype=torch.long)]
+        lora_b = lora_b[ffn_in_rows(spec.ffn_layout, plan.ffn[layer], plan.ffn_size)]
     elif role == "ffn_out":
         lora_a = lora_a[:, torch.tensor(plan.ffn[layer], dtype=torch.long)]
     return lora_a, lora_b
 
 
-def slice_peft_state(state: dict[str, torch.Tensor], plan: Plan) -> dict[str, torch.Tensor]:
+def slice_peft_state(state: dict[str, torch.Tensor], plan: Plan, spec: arch.ArchSpec | None = None
+                     ) -> dict[str, torch.Tensor]:
     """Estimated weights cut to a plan: PEFT modules that survive sliced to their kept units (and, for kinds with a
     side on a pruned width such as LoRA, to the kept structure; adapters sit on hidden-size outputs); head weights as
-    they are."""
+    they are. `spec`: the base model's structure entry (default: the table's for the plan's model type)."""
+    spec = spec or arch.table_arch(plan.model_type)
     out = {k: v for k, v in state.items() if not k.endswith(weight_suffixes())}
     for name, entry in plan.peft_modules.items():
         kind = get_kind(entry["kind"])
         down_key, up_key = kind.weights
         down, up = slice_units(state[f"{name}.{down_key}"], state[f"{name}.{up_key}"], plan.kept_units(name))
         if kind.sliced_with_structure:
-            down, up = slice_lora_structure(name, down, up, plan)
+            down, up = slice_lora_structure(name, down, up, plan, spec)
         out[f"{name}.{down_key}"], out[f"{name}.{up_key}"] = down.contiguous(), up.contiguous()
     return out

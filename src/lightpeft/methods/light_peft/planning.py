@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig
 
+from lightpeft.core import arch
 from lightpeft.core.build import build_model
 from lightpeft.core.counts import count_plan
 from lightpeft.core.models import BaseModel
@@ -92,7 +93,7 @@ def check_estimate_fits(estimate: Estimate, plan: Plan) -> None:
 def initial_state(estimate: Estimate, plan: Plan) -> dict[str, torch.Tensor]:
     """The estimated PEFT and head weights cut to `plan`: where the method's training of the pruned model starts."""
     check_estimate_fits(estimate, plan)
-    return slice_peft_state(estimate.peft_state, plan)
+    return slice_peft_state(estimate.peft_state, plan, arch.get_arch(_config_from_meta(estimate.meta)))
 
 
 def prune(base: BaseModel, plan: Plan, estimate: Estimate | None = None):
