@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 MARKER = ".lightpeft"
 MARKER_SCHEMA_VERSION = 1
-OUTPUT_KINDS = {"run": "a finished run", "estimate": "an estimate", "export": "an export", "bench": "a benchmark"}
+OUTPUT_KINDS = {"run": "a finished run", "estimate": "an estimate", "export": "an export", "bench": "a benchmark",
+                "search": "a search"}
 
 Inputs = Mapping[str, "str | os.PathLike | None"]  # flag -> path a stage reads (names that are not paths are skipped)
 
