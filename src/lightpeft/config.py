@@ -86,7 +86,7 @@ class DataConfig:
             raise LightPeftError(f"--validation_fraction must be in (0, 1), got {self.validation_fraction}")
 
 
-RUN_METHODS = ("light_peft", "prune_peft")
+RUN_METHODS = ("light_peft", "prune_peft", "light_peft+prune_peft")
 
 
 @dataclass
@@ -103,8 +103,10 @@ class RunOptions:
     estimate_dir: str | None = field(default=None, metadata={"help": "`plan`/`train`: an estimate directory."})
     method: str = field(
         default="light_peft",
-        metadata={"help": "`run`: `light_peft` (estimate -> plan -> train) or `prune_peft` (search which PEFT modules "
-                  "go where -> retrain the searched plan from scratch)."},
+        metadata={"help": "`run`: `light_peft` (estimate -> plan -> train), `prune_peft` (search which PEFT modules "
+                  "go where -> retrain the searched plan from scratch) or `light_peft+prune_peft` (Light-PEFT's "
+                  "estimate prunes heads and FFN neurons, then the search places PEFT on the pruned backbone, then "
+                  "the plan retrains from scratch)."},
     )
 
     def __post_init__(self):

@@ -114,3 +114,20 @@ def test_bad_search_input_is_one_error_line_and_writes_nothing(more, expected, b
     assert code == 2 and len(errors) == 1 and expected in errors[0], err
     assert "Traceback" not in err
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) in ([], ["assignment.json"])
+
+
+def test_light_peft_then_prune_peft_searches_on_the_pruned_backbone(base_model_dir, tiny_csv, tmp_path):
+    out = tmp_path / "both"
+    code = main(["run", "--method", "light_peft+prune_peft", "--model_name_or_path", str(base_model_dir), "--task",
+                 str(tiny_csv), "--output_dir", str(out), *COMMON, "--num_train_epochs", "1", "--round_steps", "2",
+                 "--estimate_steps", "3", "--head_ratio", "0.5", "--criteria_assignment", "paper",
+                 "--budget_fraction", "0.5"])
+    assert code == 0
+    plan, searched = Plan.load(out / "plan.json"), Plan.load(out / "search" / "plan.json")
+    assert plan.method == "light-peft+prune-peft" and plan.to_json() == searched.to_json()
+    assert [len(h) for h in plan.heads] == [2, 2] and plan.counts["foundation_pruned_fraction"] > 0
+    assert (out / "estimate" / "estimate.json").exists()
+    record = json.loads((out / "search" / "search.json").read_text())
+    assert plan.counts["peft_params_after"] == record["final_params"] <= record["budget_params"]
+    summary = json.loads((out / "run.json").read_text())
+    assert summary["trainable_params"] == record["final_params"] + 32 * 2 + 2

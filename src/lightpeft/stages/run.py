@@ -28,14 +28,14 @@ def run(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, es
     level, `vanilla/` (optional), `summary.md`.
     """
     options = options or RunOptions()
-    if options.method == "prune_peft":
+    if options.method in ("prune_peft", "light_peft+prune_peft"):
         search_cfg = search_cfg or SearchConfig()
         inputs = stage_inputs(model_cfg, data_cfg, criteria_assignment=search_cfg.assignment_file)
         with claimed_output_dir(args.output_dir, options.overwrite_output_dir, inputs) as out:
             prepared = prepared or prepare(model_cfg, data_cfg)
             with staging(out, "run") as stage_dir:
                 return _search_and_train(stage_dir, model_cfg, data_cfg, peft_cfg, search_cfg, args, options,
-                                         prepared)
+                                         prepared, (est_cfg, plan_cfg))
     with claimed_output_dir(args.output_dir, options.overwrite_output_dir, stage_inputs(model_cfg, data_cfg)) as out:
         prepared = prepared or prepare(model_cfg, data_cfg)
         with staging(out, "run") as stage_dir:
@@ -64,21 +64,32 @@ def _run_into(stage_dir, model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, args,
     return result
 
 
-def _search_and_train(stage_dir, model_cfg, data_cfg, peft_cfg, search_cfg, args, options, prepared) -> RunResult:
-    outcome = search(model_cfg, data_cfg, peft_cfg, search_cfg, args, prepared, save=False)
+def _search_and_train(stage_dir, model_cfg, data_cfg, peft_cfg, search_cfg, args, options, prepared,
+                      light_cfgs) -> RunResult:
+    """PrunePEFT's search then a retrain from scratch; with `light_peft+prune_peft`, Light-PEFT's estimate first
+    and the search on the backbone its plan prunes (the plan's PEFT modules are replaced by the searched ones)."""
+    structure, estimate_seconds = None, None
+    if options.method == "light_peft+prune_peft":
+        est_cfg, plan_cfg = light_cfgs
+        est = estimate(model_cfg, data_cfg, peft_cfg, est_cfg, args, prepared, save=False, plan_cfg=plan_cfg)
+        if is_main_process():
+            est.save(stage_dir / "estimate")
+        structure, estimate_seconds = make_plan(est, plan_cfg), est.meta["stats"]["seconds"]
+    outcome = search(model_cfg, data_cfg, peft_cfg, search_cfg, args, prepared, save=False, structure=structure)
     if is_main_process():
         (stage_dir / "search").mkdir()
         write_search_dir(stage_dir / "search", outcome)
     result = train_into(stage_dir, model_cfg, prepared, peft_cfg, args, outcome.plan, None)  # from scratch
     summary = result.summary
-    summary["search_seconds"] = outcome.record["seconds"]
-    rows = [_table_row("PrunePEFT", summary, "search_seconds")]
+    summary["search_seconds"] = outcome.record["seconds"] + (estimate_seconds or 0.0)
+    summary["estimate_seconds"] = estimate_seconds
+    rows = [_table_row("PrunePEFT" if structure is None else "Light-PEFT + PrunePEFT", summary, "search_seconds")]
     if options.compare_vanilla:
         vanilla_dir = stage_dir / "vanilla"
         vanilla_dir.mkdir()
         vanilla = train_into(vanilla_dir, model_cfg, prepared, peft_cfg, args, None, None).summary
         rows.insert(0, _table_row(f"vanilla {get_kind(peft_cfg.peft).label}", vanilla, "search_seconds"))
-    summary["summary_table"] = summary_table(rows, "search s")
+    summary["summary_table"] = summary_table(rows, "search s" if structure is None else "estimate + search s")
     if is_main_process():
         (stage_dir / "summary.md").write_text(summary["summary_table"] + "\n")
         write_json(stage_dir / RUN_FILE, summary)

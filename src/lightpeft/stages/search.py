@@ -18,6 +18,7 @@ from pathlib import Path
 
 from lightpeft.config import DataConfig, LightPeftTrainingArguments, ModelConfig, to_dict
 from lightpeft.core.peft_kinds import PeftSettings
+from lightpeft.core.plan import Plan
 from lightpeft.io import write_json, write_text
 from lightpeft.methods.prune_peft.config import SearchConfig
 from lightpeft.methods.prune_peft.figures import plot_survivors
@@ -35,24 +36,25 @@ SEARCH_FILE = "search.json"
 
 def search(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, search_cfg: SearchConfig,
            args: LightPeftTrainingArguments, prepared: Prepared | None = None, save: bool = True,
-           overwrite: bool = False) -> SearchOutcome:
-    """Search stage; writes `args.output_dir` (a search directory) when `save`. Returns the outcome (`.plan`)."""
+           overwrite: bool = False, structure: Plan | None = None) -> SearchOutcome:
+    """Search stage; writes `args.output_dir` (a search directory) when `save`. Returns the outcome (`.plan`).
+    `structure`: search on the backbone this plan prunes (e.g. Light-PEFT's), not on the whole base."""
     if not save:
-        return _search(model_cfg, data_cfg, peft_cfg, search_cfg, args, prepared)
+        return _search(model_cfg, data_cfg, peft_cfg, search_cfg, args, prepared, structure)
     inputs = stage_inputs(model_cfg, data_cfg, criteria_assignment=search_cfg.assignment_file)
     with claimed_output_dir(args.output_dir, overwrite, inputs) as out:
-        outcome = _search(model_cfg, data_cfg, peft_cfg, search_cfg, args, prepared)
+        outcome = _search(model_cfg, data_cfg, peft_cfg, search_cfg, args, prepared, structure)
         with staging(out, "search") as stage_dir:
             if is_main_process():
                 write_search_dir(stage_dir, outcome)
     return outcome
 
 
-def _search(model_cfg, data_cfg, peft_cfg, search_cfg, args, prepared) -> SearchOutcome:
+def _search(model_cfg, data_cfg, peft_cfg, search_cfg, args, prepared, structure) -> SearchOutcome:
     prepared = prepared or prepare(model_cfg, data_cfg)
     data = SearchData(lambda: load_task_base(model_cfg, prepared.task, seed=args.seed), prepared.train_ds,
                       prepared.tokenizer, prepared.trainer_parts())
-    outcome = run_search(data, peft_cfg, search_cfg, args)
+    outcome = run_search(data, peft_cfg, search_cfg, args, structure)
     outcome.record["configs"] = to_dict(model_cfg, data_cfg, peft_cfg, search_cfg)
     return outcome
 

@@ -104,3 +104,17 @@ def test_keep_reinit_continues_from_the_last_round(data, tmp_path):
     outcome = run_search(data, PeftSettings(), cfg, args(tmp_path))
     assert outcome.record["budget_met"]
     assert dataclasses.asdict(cfg) == outcome.plan.ratios["search_config"]
+
+
+def test_on_a_pruned_backbone_candidates_take_the_pruned_widths(data):
+    base = data.make_base()
+    full = build_supernet(base, PeftSettings(), SearchConfig())
+    structure = dataclasses.replace(full.plan, heads=[[], [0, 1]], ffn=[list(range(10)), list(range(37))],
+                                    kv_heads=[[], [0, 1]])
+    pruned = build_supernet(base, PeftSettings(), SearchConfig(), structure, "light-peft+prune-peft")
+    assert "lora/0" not in pruned.names and "adapter/0" in pruned.names  # no heads left in layer 0 to adapt
+    # q and v of layer 1 keep 2 of 4 heads of 8: LoRA r=8 is 8 * (32 + 16) per linear
+    assert pruned.candidate("lora/1").params == 2 * 8 * (32 + 16) < full.candidate("lora/1").params
+    assert pruned.candidate("adapter/1").params == full.candidate("adapter/1").params
+    model = build_model(data.make_base(), pruned.plan_of(pruned.names))
+    assert peft_trainable(model) == pruned.params and pruned.plan.method == "light-peft+prune-peft"

@@ -130,10 +130,14 @@ def pruning_probabilities(cfg: SearchConfig, scores: dict, assignment: dict[str,
     return combine.eq1(scores, assignment)
 
 
-def run_search(data: SearchData, peft_cfg: PeftSettings, cfg: SearchConfig, args) -> SearchOutcome:
+def run_search(data: SearchData, peft_cfg: PeftSettings, cfg: SearchConfig, args,
+               structure: Plan | None = None) -> SearchOutcome:
+    """The search on the whole base, or on the backbone `structure` prunes (its heads and neurons are kept, its
+    PEFT modules replaced by the searched ones: Light-PEFT's backbone pruning, then PrunePEFT's placement)."""
     start = time.perf_counter()
     base = data.make_base()
-    supernet = build_supernet(base, peft_cfg, cfg)
+    method = "prune-peft" if structure is None else f"{structure.method}+prune-peft"
+    supernet = build_supernet(base, peft_cfg, cfg, structure, method)
     budget = resolve_budget(cfg, supernet, base, peft_cfg)
     layers = supernet.num_layers
     partition = {c: partitions.partition_of(c, layers) for c in supernet.names}
@@ -184,7 +188,7 @@ def run_search(data: SearchData, peft_cfg: PeftSettings, cfg: SearchConfig, args
               "blocks": partitions.blocks(layers), "partition_of": partition, "seconds": time.perf_counter() - start,
               "round_seconds": sum(r["train"]["seconds"] for r in rounds),
               "warmup_seconds": warmup["seconds"] if warmup else 0.0}
-    plan.ratios = {"search": {k_: record[k_] for k_ in ("budget_params", "budget_met", "supernet_params",
+    plan.ratios = {**(structure.ratios if structure is not None else {}), "search": {k_: record[k_] for k_ in ("budget_params", "budget_met", "supernet_params",
                                                         "final_params", "rounds", "prune_per_round")},
                    "search_config": dataclasses.asdict(cfg), "assignment_source": source}
     return SearchOutcome(plan, rounds, assignment, source, record, warmup, survivors)

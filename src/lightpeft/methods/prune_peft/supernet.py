@@ -1,5 +1,9 @@
 """The search space as a supernet: every candidate PEFT module in every layer, and the plan a set of survivors makes.
 
+The supernet sits on the base as it is, or on a backbone another method pruned (`structure`: a plan whose kept heads
+and FFN neurons it keeps, e.g. Light-PEFT's): candidates are then sized on the pruned widths, and a LoRA candidate
+of a layer that lost all its heads (nothing left to adapt) is left out.
+
 A candidate is what the search keeps or removes as one: a layer's LoRA (on all of `--lora_roles`, q and v by
 default, as in the paper) or one serial adapter (after the output of one of `--adapter_roles`). Candidates are
 named `<group>/<layer>`: `lora/3`, `adapter/3` (after the FFN output), `adapter_o/3` (after the attention output).
@@ -15,10 +19,11 @@ import torch
 from lightpeft.core import arch
 from lightpeft.core.build import vanilla_plan
 from lightpeft.core.counts import count_plan
-from lightpeft.core.heads import kind_of_model
+from lightpeft.core.heads import kind_of_model, meta_task_model
 from lightpeft.core.models import BaseModel
 from lightpeft.core.peft_kinds import PeftSettings, get_kind, peft_units
 from lightpeft.core.plan import Plan
+from lightpeft.core.surgery import prune_backbone
 from lightpeft.methods.prune_peft.config import SearchConfig
 
 
@@ -59,14 +64,19 @@ class Supernet:
         kept_linears = {linear for c in self.candidates if c.name in kept for linear in c.linears}
         modules = {n: e for n, e in self.plan.peft_modules.items() if n in kept_linears}
         kinds = {e["kind"] for e in modules.values()}
-        return dataclasses.replace(self.plan, peft_modules=modules, method="prune-peft", counts={}, ratios={},
+        return dataclasses.replace(self.plan, peft_modules=modules, counts={}, ratios={},
                                    peft_configs={k: v for k, v in self.plan.peft_configs.items() if k in kinds})
 
 
-def build_supernet(base: BaseModel, peft_cfg: PeftSettings, cfg: SearchConfig) -> Supernet:
-    """Candidates of `cfg`'s search space on `base` (LoRA r = --lora_r, adapters of --adapter_size)."""
+def build_supernet(base: BaseModel, peft_cfg: PeftSettings, cfg: SearchConfig, structure: Plan | None = None,
+                   method: str = "prune-peft") -> Supernet:
+    """Candidates of `cfg`'s search space on `base` (LoRA r = --lora_r, adapters of --adapter_size), on the backbone
+    `structure` prunes (None: the whole base). `method` names what made the plans."""
     model = base.model
-    plan = vanilla_plan(base, peft_cfg)
+    plan = structure or vanilla_plan(base, peft_cfg)
+    # widths after pruning, from a weightless copy (the names are the base's)
+    sized = model if structure is None else prune_backbone(meta_task_model(model.config, kind_of_model(model)),
+                                                           structure)
     modules, configs, candidates = {}, {}, {}
     for kind, roles in (("lora", cfg.lora_roles), ("adapter", cfg.adapter_roles)):
         if not roles:
@@ -77,15 +87,25 @@ def build_supernet(base: BaseModel, peft_cfg: PeftSettings, cfg: SearchConfig) -
         configs[kind] = settings
         unit_params = get_kind(kind).unit_params
         for name, (layer, role) in arch.linear_roles(model, roles).items():
+            linear = _submodule(sized, name)
+            if linear is None or (kind == "lora" and min(arch.features(linear)) == 0):
+                continue  # a layer without heads (no attention left) or FFN neurons: nothing to adapt
             modules[name] = {"layer": layer, "role": role, "kind": kind, "units": list(range(settings["r"]))}
             group = group_of(kind, role)
             key = f"{group}/{layer}"
             linears, params = candidates.get(key, ((), 0))
-            candidates[key] = (linears + (name,), params + settings["r"] * unit_params(model.get_submodule(name)))
+            candidates[key] = (linears + (name,), params + settings["r"] * unit_params(linear))
     ordered = sorted(candidates.items(), key=lambda item: (int(item[0].split("/")[1]), item[0]))
-    plan = dataclasses.replace(plan, peft_modules=modules, peft_configs=configs, method="prune-peft", counts={})
+    plan = dataclasses.replace(plan, peft_modules=modules, peft_configs=configs, method=method, counts={}, ratios={})
     return Supernet([Candidate(key, modules[linears[0]]["kind"], modules[linears[0]]["layer"], linears, params)
                      for key, (linears, params) in ordered], plan, arch.num_layers(model))
+
+
+def _submodule(model, name: str):
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        return None
 
 
 def counted_plan(supernet: Supernet, kept: list[str], base: BaseModel) -> Plan:
