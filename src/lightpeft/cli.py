@@ -51,7 +51,7 @@ COMMANDS = {
     "plan": (PlanConfig, RunOptions),
     "search": (ModelConfig, DataConfig, PeftSettings, SearchConfig, RunOptions, LightPeftTrainingArguments),
     "train": (ModelConfig, DataConfig, PeftSettings, RunOptions, LightPeftTrainingArguments),
-    "bench": (ModelConfig, DataConfig, PeftSettings, EstimateConfig, PlanConfig, BenchConfig, RunOptions,
+    "bench": (ModelConfig, DataConfig, PeftSettings, EstimateConfig, PlanConfig, SearchConfig, BenchConfig, RunOptions,
               LightPeftTrainingArguments),
     "predict": (PredictConfig,),
     "export": (ExportConfig,),
@@ -235,12 +235,12 @@ def _export(cfg) -> int:
     return 0
 
 
-def _bench(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, bench_cfg, options, args) -> int:
+def _bench(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, search_cfg, bench_cfg, options, args) -> int:
     from lightpeft.bench.report import markdown
     from lightpeft.bench.runner import run_bench
 
     bench = run_bench(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, bench_cfg, args,
-                      overwrite=options.overwrite_output_dir)
+                      overwrite=options.overwrite_output_dir, search_cfg=search_cfg)
     print(markdown(bench))
     return 0
 

@@ -8,7 +8,14 @@ from dataclasses import dataclass, field
 
 from lightpeft.errors import LightPeftError
 
-ARMS = ("vanilla", "light-peft")
+DEFAULT_ARMS = ("vanilla", "light-peft")
+# PrunePEFT arms: the search at the budget, random pruning to the same budget (its ablation), and the search on
+# Light-PEFT's pruned backbone; each is `lightpeft run --method ...` with the search flags
+SEARCH_ARMS = {"prune-peft": ("prune_peft", {}), "prune-peft-random": ("prune_peft", {"combine": "random"}),
+               "light-peft+prune-peft": ("light_peft+prune_peft", {})}
+ARMS = (*DEFAULT_ARMS, *SEARCH_ARMS)
+LABELS = {"prune-peft": "PrunePEFT", "prune-peft-random": "random pruning", "light-peft+prune-peft":
+          "Light-PEFT + PrunePEFT"}
 
 
 def variant_arm(variant: str) -> str:
@@ -16,6 +23,8 @@ def variant_arm(variant: str) -> str:
 
 
 def arm_label(arm: str) -> str:
+    if arm in LABELS:
+        return LABELS[arm]
     return "vanilla" if arm == "vanilla" else arm.replace("light-peft", "Light-PEFT ").strip()
 
 
@@ -49,7 +58,11 @@ class BenchConfig:
         metadata={"help": "One repeat per seed; both arms use the same seed, and their order alternates between "
                   "repeats (vanilla first, then Light-PEFT first, ...)."},
     )
-    arms: list[str] = field(default_factory=lambda: list(ARMS), metadata={"help": f"Arms to run: {', '.join(ARMS)}."})
+    arms: list[str] = field(
+        default_factory=lambda: list(DEFAULT_ARMS),
+        metadata={"help": f"Arms to run: {', '.join(ARMS)} (the PrunePEFT arms search with the search flags, e.g. "
+                  "--budget_fraction; random pruning stops at the same budget)."},
+    )
     infer_batch_sizes: list[int] = field(
         default_factory=lambda: [1, 32], metadata={"help": "Inference batch sizes to time (dev examples)."}
     )
@@ -96,6 +109,8 @@ class BenchConfig:
                 raise LightPeftError(f"--{name} must be > 0, got {getattr(self, name)}")
         if self.threads is not None and self.threads <= 0:
             raise LightPeftError(f"--threads must be > 0, got {self.threads}")
+        if self.shape_only and any(a in SEARCH_ARMS for a in self.arms):
+            raise LightPeftError("--shape_only times random-init models and cannot search; drop the PrunePEFT arms")
         for variant in self.variants:
             parse_variant(variant)
         if any(b <= 0 for b in self.infer_batch_sizes):

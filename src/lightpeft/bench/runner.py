@@ -57,14 +57,16 @@ def _order(arms: list[str], repeat: int) -> list[str]:
     return list(arms) if repeat % 2 == 0 else list(reversed(arms))
 
 
-def run_bench(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, bench_cfg, args, overwrite: bool = False) -> dict:
-    """Run the benchmark into `args.output_dir` and return bench.json's content."""
+def run_bench(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, bench_cfg, args, overwrite: bool = False,
+              search_cfg=None) -> dict:
+    """Run the benchmark into `args.output_dir` and return bench.json's content (`search_cfg`: the PrunePEFT
+    arms' search settings)."""
     with claimed_output_dir(args.output_dir, overwrite, stage_inputs(model_cfg, data_cfg)) as out:
-        return _bench_into(out, model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, bench_cfg, args)
+        return _bench_into(out, model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, bench_cfg, args, search_cfg)
 
 
-def _bench_into(out: Path, model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, bench_cfg, args) -> dict:
-    configs = to_dict(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg)
+def _bench_into(out: Path, model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, bench_cfg, args, search_cfg) -> dict:
+    configs = to_dict(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, *([search_cfg] if search_cfg else []))
     training = training_args_to_json(args)
     started = time.perf_counter()
     with staging(out, "bench") as work:
@@ -127,6 +129,9 @@ def _assemble(bench_cfg, data_cfg, per_arm: dict, configs: dict, training: dict)
         bench["ratios"] = compute_ratios(arms["Light-PEFT"], arms["vanilla"])
         bench["targets"] = check_targets(bench["ratios"])
         bench["tradeoff"] = tradeoff_points(arms)
+    for label in ("PrunePEFT", "random pruning", "Light-PEFT + PrunePEFT"):
+        if "vanilla" in arms and label in arms:  # "estimate" time is the search's for these arms
+            bench.setdefault("search_ratios", {})[label] = compute_ratios(arms[label], arms["vanilla"])
     return bench
 
 
