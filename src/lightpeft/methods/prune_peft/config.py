@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from lightpeft.config import check_positive
 from lightpeft.core.peft_kinds import PEFT_ROLES
 from lightpeft.errors import LightPeftError
+from lightpeft.methods.prune_peft.criteria import check_criteria
 
 COMBINERS = ("eq1", "block_dynamic", "random")
 ASSIGNMENTS = ("warmup", "paper", "uniform")  # or a path to an assignment JSON file
@@ -82,8 +83,6 @@ class SearchConfig:
     warmup_epochs: float = field(default=3.0, metadata={"help": "Epochs on the warm-up subset per turn."})
 
     def __post_init__(self):
-        from lightpeft.methods.prune_peft.criteria import check_criteria
-
         if self.budget_params is not None and self.budget_fraction is not None:
             raise LightPeftError("give one budget: --budget_params or --budget_fraction, not both")
         check_positive("budget_params", self.budget_params)

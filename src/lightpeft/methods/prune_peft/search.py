@@ -106,12 +106,14 @@ def train_round(data: SearchData, supernet: Supernet, kept: list[str], rows, arg
     start_as_identity(model)
     if state is not None:
         import_state(model, state)
-    stats = RoundStatistics(model, {c: supernet.candidate(c).linears for c in kept}, cfg.threshold)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lightpeft-search-") as scratch:
         round_args = dataclasses.replace(args, output_dir=scratch, num_train_epochs=epochs, max_steps=steps or -1,
                                          eval_strategy="no", save_strategy="no", load_best_model_at_end=False)
-        trainer = make_trainer(model, round_args, rows, None, data.tokenizer, data.parts, callbacks=[stats])
+        trainer = make_trainer(model, round_args, rows, None, data.tokenizer, data.parts)
+        # after the Trainer put the model on its device: the running sums live there
+        stats = RoundStatistics(model, {c: supernet.candidate(c).linears for c in kept}, cfg.threshold)
+        trainer.add_callback(stats)
         trainer.train()
     stats.remove()
     stats.all_reduce()
