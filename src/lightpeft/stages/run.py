@@ -4,8 +4,11 @@ retrain the searched plan from scratch), and the vanilla baseline beside it when
 
 from __future__ import annotations
 
+import dataclasses
+
 from lightpeft.config import DataConfig, LightPeftTrainingArguments, ModelConfig, RunOptions
 from lightpeft.core.peft_kinds import PeftSettings, get_kind
+from lightpeft.core.training import planned_steps
 from lightpeft.io import write_json
 from lightpeft.methods.light_peft.config import EstimateConfig, PlanConfig
 from lightpeft.methods.light_peft.planning import initial_state, make_plan
@@ -48,7 +51,8 @@ def _run_into(stage_dir, model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, args,
     if is_main_process():
         est.save(stage_dir / "estimate")
     plan = make_plan(est, plan_cfg)
-    result = train_into(stage_dir, model_cfg, prepared, peft_cfg, args, plan, initial_state(est, plan))
+    result = train_into(stage_dir, model_cfg, prepared, peft_cfg, training_args(args, est_cfg, est, prepared), plan,
+                        initial_state(est, plan))
     light = result.summary
     light["estimate_seconds"] = est.meta["stats"]["seconds"]
     rows = [_table_row("Light-PEFT", light)]
@@ -94,6 +98,15 @@ def _search_and_train(stage_dir, model_cfg, data_cfg, peft_cfg, search_cfg, args
         (stage_dir / "summary.md").write_text(summary["summary_table"] + "\n")
         write_json(stage_dir / RUN_FILE, summary)
     return result
+
+
+def training_args(args, est_cfg: EstimateConfig, est, prepared: Prepared):
+    """The training stage's arguments: the run's own, or with `--train_schedule remaining` cut to the steps that
+    estimation left of the run (the PEFT weights continue from it)."""
+    if est_cfg.train_schedule == "full":
+        return args
+    remaining = planned_steps(args, len(prepared.train_ds)) - est.meta["steps"]
+    return dataclasses.replace(args, max_steps=max(1, remaining))
 
 
 def _table_row(name: str, summary: dict, method_seconds: str = "estimate_seconds") -> list:
