@@ -45,7 +45,7 @@ from lightpeft.methods.light_peft.recipes import recipe_values
 from lightpeft.methods.prune_peft.config import SearchConfig
 
 COMMANDS = {
-    "run": (ModelConfig, DataConfig, PeftSettings, EstimateConfig, PlanConfig, SearchConfig, RunOptions,
+    "run": (ModelConfig, DataConfig, PeftSettings, SearchConfig, EstimateConfig, PlanConfig, RunOptions,
             LightPeftTrainingArguments),
     "estimate": (ModelConfig, DataConfig, PeftSettings, EstimateConfig, PlanConfig, RunOptions,
                  LightPeftTrainingArguments),
@@ -161,7 +161,7 @@ def _on_sigterm_raise():
         return None
 
 
-def _run(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, search_cfg, options, args) -> int:
+def _run(model_cfg, data_cfg, peft_cfg, search_cfg, est_cfg, plan_cfg, options, args) -> int:
     from lightpeft.stages.run import run
 
     summary = run(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, args, options, search_cfg=search_cfg).summary
