@@ -49,3 +49,15 @@ def test_two_processes_apply_the_same_step_gradients_as_one(tmp_path):
         want, want_norm = one_process[kind, stage, l1_coef]
         assert_same_grads(grads, want)
         assert norm == pytest.approx(want_norm, rel=1e-4), (kind, stage, l1_coef, accumulation)
+
+
+@pytest.mark.distributed
+def test_two_processes_search_one_identical_plan(tiny_model_dir, tiny_csv, tmp_path):
+    """PrunePEFT: all-reduced statistics, so both ranks score, assign and remove the same modules."""
+    proc = _torchrun("distributed_search.py", str(tiny_model_dir), str(tiny_csv), str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert all(r["world_size"] == 2 for r in ranks)
+    assert ranks[0]["removed"] and ranks[0]["removed"] == ranks[1]["removed"]
+    assert ranks[0]["assignment"] == ranks[1]["assignment"] and ranks[0]["p"] == ranks[1]["p"]
+    assert ranks[0]["plan"] == ranks[1]["plan"]

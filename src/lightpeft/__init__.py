@@ -1,4 +1,4 @@
-"""lightpeft: prune early, fine-tune cheaper (Light-PEFT on Hugging Face transformers + peft)."""
+"""lightpeft: prune early, fine-tune cheaper (Light-PEFT and PrunePEFT on Hugging Face transformers + peft)."""
 
 from lightpeft.config import (
     DataConfig,
@@ -17,11 +17,13 @@ from lightpeft.methods.light_peft.config import EstimateConfig, PlanConfig
 from lightpeft.methods.light_peft.estimate import Estimate
 from lightpeft.methods.light_peft.planning import initial_state, make_plan, prune
 from lightpeft.methods.light_peft.recipes import recipe_configs
+from lightpeft.methods.prune_peft.config import SearchConfig
 from lightpeft.stages.estimate import estimate
 from lightpeft.stages.export import export_run, load_exported, load_pruned_base
 from lightpeft.stages.predict import load_predictor, predict_texts
 from lightpeft.stages.run import run
 from lightpeft.stages.run_dir import load_pruned, load_tasks
+from lightpeft.stages.search import search
 from lightpeft.stages.train import train
 from lightpeft.version import __version__  # noqa: F401
 
@@ -39,6 +41,7 @@ __all__ = [
     "PlanConfig",
     "PredictConfig",
     "RunOptions",
+    "SearchConfig",
     "estimate",
     "initial_state",
     "export_run",
@@ -52,6 +55,7 @@ __all__ = [
     "prune",
     "recipe_configs",
     "run",
+    "search",
     "train",
     "vanilla_plan",
 ]

@@ -1,8 +1,11 @@
 """`lightpeft` command line: parse flags (and an optional YAML/JSON config) into the dataclasses, call the API.
 
     lightpeft run      --output_dir runs/rt [--compare_vanilla]      estimate -> plan -> prune -> train
+                       [--method prune_peft]                          (or: search -> retrain the searched plan)
     lightpeft estimate --output_dir runs/est                          masks + LoRA importance only
     lightpeft plan     --estimate_dir runs/est --plan_path p.json     a new plan from an estimate, no training
+    lightpeft search   --output_dir runs/s [--budget_params N | --budget_fraction F]
+                                                                      PrunePEFT: which PEFT modules go where
     lightpeft train    --output_dir runs/t [--plan_path p.json --estimate_dir runs/est]   (no plan: vanilla PEFT)
     lightpeft bench    --output_dir benchmarks/results/x [--seeds 42 43] [--shape_only roberta-base]
                                                                       vanilla vs Light-PEFT side by side
@@ -42,14 +45,17 @@ from lightpeft.core.peft_kinds import PeftSettings
 from lightpeft.errors import Interrupted, LightPeftError
 from lightpeft.methods.light_peft.config import EstimateConfig, PlanConfig
 from lightpeft.methods.light_peft.recipes import recipe_values
+from lightpeft.methods.prune_peft.config import SearchConfig
 
 COMMANDS = {
-    "run": (ModelConfig, DataConfig, PeftSettings, EstimateConfig, PlanConfig, RunOptions, LightPeftTrainingArguments),
+    "run": (ModelConfig, DataConfig, PeftSettings, SearchConfig, EstimateConfig, PlanConfig, RunOptions,
+            LightPeftTrainingArguments),
     "estimate": (ModelConfig, DataConfig, PeftSettings, EstimateConfig, PlanConfig, RunOptions,
                  LightPeftTrainingArguments),
     "plan": (PlanConfig, RunOptions),
+    "search": (ModelConfig, DataConfig, PeftSettings, SearchConfig, RunOptions, LightPeftTrainingArguments),
     "train": (ModelConfig, DataConfig, PeftSettings, RunOptions, LightPeftTrainingArguments),
-    "bench": (ModelConfig, DataConfig, PeftSettings, EstimateConfig, PlanConfig, BenchConfig, RunOptions,
+    "bench": (ModelConfig, DataConfig, PeftSettings, EstimateConfig, PlanConfig, SearchConfig, BenchConfig, RunOptions,
               LightPeftTrainingArguments),
     "suite": (SuiteOptions,),
     "predict": (PredictConfig,),
@@ -166,10 +172,10 @@ def _on_sigterm_raise():
         return None
 
 
-def _run(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, options, args) -> int:
+def _run(model_cfg, data_cfg, peft_cfg, search_cfg, est_cfg, plan_cfg, options, args) -> int:
     from lightpeft.stages.run import run
 
-    summary = run(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, args, options).summary
+    summary = run(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, args, options, search_cfg=search_cfg).summary
     print(summary["summary_table"])
     print(f"\nrun directory: {args.output_dir}")
     return 0
@@ -200,6 +206,17 @@ def _plan(plan_cfg, options) -> int:
     plan.save(out)
     print(markdown_table(["count", "value"], [[k, v] for k, v in plan.counts.items()]))
     print(f"\nplan: {out}")
+    return 0
+
+
+def _search(model_cfg, data_cfg, peft_cfg, search_cfg, options, args) -> int:
+    from lightpeft.stages.search import rounds_table, search
+
+    outcome = search(model_cfg, data_cfg, peft_cfg, search_cfg, args, overwrite=options.overwrite_output_dir)
+    print(rounds_table(outcome))
+    kept = ", ".join(outcome.record["kept_modules"])
+    print(f"\nsearch: kept {kept} ({outcome.record['final_params']:,} PEFT parameters) in "
+          f"{outcome.record['seconds']:.1f}s; retrain with `lightpeft train --plan_path {args.output_dir}/plan.json`")
     return 0
 
 
@@ -244,12 +261,12 @@ def _export(cfg) -> int:
     return 0
 
 
-def _bench(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, bench_cfg, options, args) -> int:
+def _bench(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, search_cfg, bench_cfg, options, args) -> int:
     from lightpeft.bench.report import markdown
     from lightpeft.bench.runner import run_bench
 
     bench = run_bench(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, bench_cfg, args,
-                      overwrite=options.overwrite_output_dir)
+                      overwrite=options.overwrite_output_dir, search_cfg=search_cfg)
     print(markdown(bench))
     return 0
 
@@ -262,8 +279,8 @@ def _suite(options) -> int:
     return 0
 
 
-HANDLERS = {"run": _run, "estimate": _estimate, "plan": _plan, "train": _train, "bench": _bench, "predict": _predict,
-            "export": _export, "suite": _suite}
+HANDLERS = {"run": _run, "estimate": _estimate, "plan": _plan, "search": _search, "train": _train, "bench": _bench,
+            "predict": _predict, "export": _export, "suite": _suite}
 
 if __name__ == "__main__":
     sys.exit(main())

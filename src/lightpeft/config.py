@@ -86,6 +86,9 @@ class DataConfig:
             raise LightPeftError(f"--validation_fraction must be in (0, 1), got {self.validation_fraction}")
 
 
+RUN_METHODS = ("light_peft", "prune_peft", "light_peft+prune_peft")
+
+
 @dataclass
 class RunOptions:
     overwrite_output_dir: bool = field(
@@ -98,6 +101,17 @@ class RunOptions:
     )
     plan_path: str | None = field(default=None, metadata={"help": "`train`: a plan.json; omit for vanilla PEFT."})
     estimate_dir: str | None = field(default=None, metadata={"help": "`plan`/`train`: an estimate directory."})
+    method: str = field(
+        default="light_peft",
+        metadata={"help": "`run`: `light_peft` (estimate -> plan -> train), `prune_peft` (search which PEFT modules "
+                  "go where -> retrain the searched plan from scratch) or `light_peft+prune_peft` (Light-PEFT's "
+                  "estimate prunes heads and FFN neurons, then the search places PEFT on the pruned backbone, then "
+                  "the plan retrains from scratch)."},
+    )
+
+    def __post_init__(self):
+        if self.method not in RUN_METHODS:
+            raise LightPeftError(f"--method must be one of {', '.join(RUN_METHODS)}, got {self.method!r}")
 
 
 @dataclass

@@ -199,3 +199,26 @@ def test_bench_failure_names_the_arm_and_leaves_nothing(tiny_model_dir, tmp_path
         run_bench(ModelConfig(str(tiny_model_dir)), DataConfig(task=str(bad)), PeftSettings(), EstimateConfig(),
                   PlanConfig(), BenchConfig(), args)
     assert not out.exists()
+
+
+def test_bench_runs_a_prune_peft_arm_beside_vanilla(tiny_model_dir, tiny_csv, tmp_path):
+    from lightpeft.bench import run_bench
+    from lightpeft.methods.prune_peft.config import SearchConfig
+
+    out = tmp_path / "bench"
+    args = LightPeftTrainingArguments(output_dir=str(out), num_train_epochs=1, per_device_train_batch_size=16,
+                                      learning_rate=5e-3, seed=0, use_cpu=True)
+    bench = run_bench(ModelConfig(str(tiny_model_dir)), DataConfig(task=str(tiny_csv), max_seq_length=16),
+                      PeftSettings(), EstimateConfig(estimate_steps=2), PlanConfig(),
+                      BenchConfig(arms=["vanilla", "prune-peft"], infer_examples=8, infer_batch_sizes=[4]), args,
+                      search_cfg=SearchConfig(round_steps=2, criteria_assignment="paper", budget_fraction=0.5))
+    pp, vanilla = bench["arms"]["PrunePEFT"], bench["arms"]["vanilla"]
+    assert pp["estimate_seconds"] > 0  # the search's time
+    assert pp["trainable_params"] < vanilla["trainable_params"]
+    assert isinstance(bench["search_ratios"]["PrunePEFT"]["train_throughput"], float)
+    assert (out / "runs" / "seed42-prune-peft" / "search" / "plan.json").is_file()
+
+
+def test_shape_only_bench_refuses_search_arms():
+    with pytest.raises(LightPeftError, match="cannot search"):
+        BenchConfig(shape_only="minilm", arms=["vanilla", "prune-peft"])

@@ -8,8 +8,14 @@ from dataclasses import dataclass, field
 
 from lightpeft.errors import LightPeftError
 
-ARMS = ("vanilla", "light-peft", "peer")
 DEFAULT_ARMS = ("vanilla", "light-peft")
+# PrunePEFT arms: the search at the budget, random pruning to the same budget (its ablation), and the search on
+# Light-PEFT's pruned backbone; each is `lightpeft run --method ...` with the search flags
+SEARCH_ARMS = {"prune-peft": ("prune_peft", {}), "prune-peft-random": ("prune_peft", {"combine": "random"}),
+               "light-peft+prune-peft": ("light_peft+prune_peft", {})}
+ARMS = (*DEFAULT_ARMS, "peer", *SEARCH_ARMS)
+LABELS = {"prune-peft": "PrunePEFT", "prune-peft-random": "random pruning", "light-peft+prune-peft":
+          "Light-PEFT + PrunePEFT"}
 
 
 def variant_arm(variant: str) -> str:
@@ -17,6 +23,8 @@ def variant_arm(variant: str) -> str:
 
 
 def arm_label(arm: str) -> str:
+    if arm in LABELS:
+        return LABELS[arm]
     return "vanilla" if arm == "vanilla" else arm.replace("light-peft", "Light-PEFT ").strip()
 
 
@@ -54,7 +62,8 @@ class BenchConfig:
         default_factory=lambda: list(DEFAULT_ARMS),
         metadata={"help": f"Arms to run: {', '.join(ARMS)}. `peer`: LoRA q,v in a plain peft + transformers Trainer "
                   "script (lightpeft/bench/peer.py) on the same data and settings, to check the vanilla arm is as "
-                  "fast as what a user would write."},
+                  "fast as what a user would write. The PrunePEFT arms search with the search flags (e.g. "
+                  "--budget_fraction); random pruning stops at the same budget."},
     )
     infer_batch_sizes: list[int] = field(
         default_factory=lambda: [1, 32], metadata={"help": "Inference batch sizes to time (dev examples)."}
@@ -104,6 +113,8 @@ class BenchConfig:
                 raise LightPeftError(f"--{name} must be > 0, got {getattr(self, name)}")
         if self.threads is not None and self.threads <= 0:
             raise LightPeftError(f"--threads must be > 0, got {self.threads}")
+        if self.shape_only and any(a in SEARCH_ARMS for a in self.arms):
+            raise LightPeftError("--shape_only times random-init models and cannot search; drop the PrunePEFT arms")
         for variant in self.variants:
             parse_variant(variant)
         if any(b <= 0 for b in self.infer_batch_sizes):

@@ -63,22 +63,24 @@ def _order(arms: list[str], repeat: int) -> list[str]:
 
 
 def run_bench(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, bench_cfg, args, overwrite: bool = False,
-              progress: Callable[[str], None] | None = None) -> dict:
+              progress: Callable[[str], None] | None = None, search_cfg=None) -> dict:
     """Run the benchmark into `args.output_dir` and return bench.json's content. `progress` receives one line per
-    step (default: printed with the seconds since the bench began)."""
+    step (default: printed with the seconds since the bench began); `search_cfg`: the PrunePEFT arms' search
+    settings."""
     with claimed_output_dir(args.output_dir, overwrite, stage_inputs(model_cfg, data_cfg)) as out:
         return _bench_into(out, model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, bench_cfg, args,
-                           progress or _printer(time.perf_counter()))
+                           progress or _printer(time.perf_counter()), search_cfg)
 
 
-def bench_settings(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, bench_cfg, args) -> dict:
+def bench_settings(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, bench_cfg, args, search_cfg=None) -> dict:
     """bench.json's `configs`: every setting the figures depend on (what a resumed suite compares)."""
-    return to_dict(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg) | {
+    return to_dict(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, *([search_cfg] if search_cfg else [])) | {
         "training": training_args_to_json(args), "BenchConfig": dataclasses.asdict(bench_cfg)}
 
 
-def _bench_into(out: Path, model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, bench_cfg, args, progress) -> dict:
-    configs = to_dict(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg)
+def _bench_into(out: Path, model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, bench_cfg, args, progress,
+                search_cfg=None) -> dict:
+    configs = to_dict(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, *([search_cfg] if search_cfg else []))
     training = training_args_to_json(args)
     with staging(out, "bench") as work:
         (work / "logs").mkdir()
@@ -146,6 +148,9 @@ def _assemble(bench_cfg, data_cfg, per_arm: dict, configs: dict, training: dict)
         bench["tradeoff"] = tradeoff_points(arms)
     if "vanilla" in arms and "peer" in arms:
         bench["peer"] = peer_comparison(arms["vanilla"], arms["peer"])
+    for label in ("PrunePEFT", "random pruning", "Light-PEFT + PrunePEFT"):
+        if "vanilla" in arms and label in arms:  # "estimate" time is the search's for these arms
+            bench.setdefault("search_ratios", {})[label] = compute_ratios(arms[label], arms["vanilla"])
     return bench
 
 

@@ -49,7 +49,8 @@ def run_suite(options: SuiteOptions, progress: Callable[[str], None] | None = No
             why = "(--rerun)" if options.rerun else "" if reason == "not run" else f"again: {reason}"
             say(f"{head}: running {why}".rstrip())
             task_started = time.perf_counter()
-            run_bench(*configs[task.name], overwrite=True,
+            *bench_configs, search = configs[task.name]
+            run_bench(*bench_configs, overwrite=True, search_cfg=search,
                       progress=lambda line, head=head, t0=task_started: say(
                           f"{head} ({time.perf_counter() - t0:.0f}s): {line}"))
             _write_summary(out, suite, configs)
@@ -63,14 +64,14 @@ def task_dir(out: Path, task: SuiteTask) -> Path:
 
 
 def task_configs(task: SuiteTask, out: Path) -> tuple:
-    """(ModelConfig, DataConfig, PeftSettings, EstimateConfig, PlanConfig, BenchConfig, training args) of a task,
-    parsed exactly as `lightpeft bench --config` parses a file."""
+    """(ModelConfig, DataConfig, PeftSettings, EstimateConfig, PlanConfig, BenchConfig, training args,
+    SearchConfig) of a task, parsed exactly as `lightpeft bench --config` parses a file."""
     from lightpeft.cli import parse_values
 
     values = {**task.values, "output_dir": str(task_dir(out, task))}
-    model, data, peft, estimate, plan, bench, _options, args = parse_values(
+    model, data, peft, estimate, plan, search, bench, _options, args = parse_values(
         "bench", values, f"suite task {task.name}")
-    return model, data, peft, estimate, plan, bench, args
+    return model, data, peft, estimate, plan, bench, args, search
 
 
 def _comparable(configs: dict) -> dict:

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 MARKER = ".lightpeft"
 MARKER_SCHEMA_VERSION = 1
 OUTPUT_KINDS = {"run": "a finished run", "estimate": "an estimate", "export": "an export", "bench": "a benchmark",
-                "suite": "a benchmark suite"}
+                "suite": "a benchmark suite", "search": "a search"}
 
 Inputs = Mapping[str, "str | os.PathLike | None"]  # flag -> path a stage reads (names that are not paths are skipped)
 

@@ -1,4 +1,12 @@
-"""PrunePEFT (Yu et al., 2025): insert candidate PEFT modules everywhere, train short rounds, score every module
-with its partition's criteria, remove the weakest, repeat to a budget; the found configuration is a `Plan` that
-trains through `lightpeft.stages.train`. Not implemented yet.
+"""PrunePEFT: search which PEFT modules go where (LoRA and serial adapters, layer by layer) by iterative hybrid
+pruning of a supernet under a parameter budget; the searched plan trains from scratch through
+`lightpeft.stages.train`.
+
+  config.py       SearchConfig
+  supernet.py     the candidate modules of every layer, and the plan a set of survivors makes
+  criteria.py     Table 1's six criteria (a registry) and the round's running statistics
+  partitions.py   4 depth blocks x module kind; which criteria score each (warm-up union rule, table, file)
+  combine.py      Eq. 1 (and the released code's block_dynamic, and random) -> removal order
+  search.py       the warm-up and the rounds
+  figures.py      which kinds survive in which layers, round by round
 """
