@@ -96,6 +96,12 @@ class RunOptions:
     compare_vanilla: bool = field(
         default=False, metadata={"help": "`run` also trains vanilla PEFT (same data, seed, epochs) and prints both."}
     )
+    resume: bool = field(
+        default=True,
+        metadata={"help": "`run`/`estimate`/`train`: continue an interrupted command of the same settings from "
+                  "what it finished (kept in <parent>/.<output name>.partial): the estimate, the plan, the last "
+                  "Trainer checkpoint (see --save_strategy); false discards that and starts over."},
+    )
     plan_path: str | None = field(default=None, metadata={"help": "`train`: a plan.json; omit for vanilla PEFT."})
     estimate_dir: str | None = field(default=None, metadata={"help": "`plan`/`train`: an estimate directory."})
 
@@ -183,7 +189,12 @@ class LightPeftTrainingArguments(TrainingArguments):
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch size per device."})
     num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs of the training stage."})
     eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate: `epoch`, `steps`, `no`."})
-    save_strategy: str = field(default="no", metadata={"help": "Intermediate Trainer checkpoints (not needed)."})
+    save_strategy: str = field(
+        default="epoch",
+        metadata={"help": "When the Trainer checkpoints (`epoch`, `steps` with --save_steps, `no`): where an "
+                  "interrupted run resumes from. Checkpoints live in the staging area and are dropped at the end."},
+    )
+    save_total_limit: int | None = field(default=1, metadata={"help": "Checkpoints kept (the newest)."})
     logging_steps: float = field(default=20, metadata={"help": "Log every N steps."})
     ddp_find_unused_parameters: bool | None = field(
         default=False, metadata={"help": "Every kept parameter is used in forward; skip DDP's extra graph walk."}
@@ -196,6 +207,10 @@ class LightPeftTrainingArguments(TrainingArguments):
         check_positive("per_device_eval_batch_size", self.per_device_eval_batch_size)
         if self.max_steps is None or self.max_steps <= 0:
             check_positive("num_train_epochs", self.num_train_epochs, " (or pass --max_steps N > 0)")
+        if self.resume_from_checkpoint is not None:
+            raise LightPeftError("--resume_from_checkpoint is not used: an interrupted lightpeft command resumes by "
+                                 "itself from its staging area when run again (--resume true, the default); pass "
+                                 "--resume false to start over")
         super().__post_init__()
 
 

@@ -42,8 +42,9 @@ def training_args_to_json(args: LightPeftTrainingArguments) -> dict:
 
 def _configs(spec: dict):
     c = spec["configs"]
+    # an arm is one timed measurement: no checkpoints inside the timing, never resumed
     args = LightPeftTrainingArguments(**{**spec["training"], "output_dir": spec["run_dir"], "seed": spec["seed"],
-                                         "disable_tqdm": True})
+                                         "disable_tqdm": True, "save_strategy": "no"})
     return (ModelConfig(**c["ModelConfig"]), DataConfig(**c["DataConfig"]), PeftSettings(**c["PeftSettings"]),
             EstimateConfig(**c["EstimateConfig"]), PlanConfig(**{**c["PlanConfig"], **spec.get("plan_overrides", {})}),
             args)
@@ -55,11 +56,11 @@ def train_arm(spec: dict) -> dict:
     memory.release()
     baseline = memory.rss_mb()  # process with libraries and tokenized data, before any model exists
     if spec["arm"] == "vanilla":
-        result = train(model_cfg, data_cfg, peft_cfg, args, prepared=prepared, overwrite=True)
+        result = train(model_cfg, data_cfg, peft_cfg, args, prepared=prepared, overwrite=True, resume=False)
         estimate_seconds = 0.0
     else:
-        result = run(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, args, RunOptions(overwrite_output_dir=True),
-                     prepared=prepared)
+        result = run(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, args,
+                     RunOptions(overwrite_output_dir=True, resume=False), prepared=prepared)
         estimate_seconds = result.summary["estimate_seconds"]
     summary = result.summary
     weights_mb = model_megabytes(result.model)
