@@ -16,8 +16,18 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from lightpeft import DataConfig, EstimateConfig, LightPeftError, LightPeftTrainingArguments, ModelConfig, PeftSettings
-from lightpeft import PlanConfig, RunOptions, run, train
+from lightpeft import (
+    DataConfig,
+    EstimateConfig,
+    LightPeftError,
+    LightPeftTrainingArguments,
+    ModelConfig,
+    PeftSettings,
+    PlanConfig,
+    RunOptions,
+    run,
+    train,
+)
 from lightpeft.cli import main
 from lightpeft.stages import train as train_stage
 from lightpeft.stages.resume import CHECKPOINT_DONE, RESUME_FILE, partial_dir
