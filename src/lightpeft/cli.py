@@ -36,7 +36,7 @@ from lightpeft.config import (
     RunOptions,
 )
 from lightpeft.core.peft_kinds import PeftSettings
-from lightpeft.errors import Interrupted, LightPeftError
+from lightpeft.errors import Interrupted, LightPeftError, is_disk_full
 from lightpeft.methods.light_peft.config import EstimateConfig, PlanConfig
 
 COMMANDS = {
@@ -119,6 +119,14 @@ def main(argv: list[str] | None = None) -> int:
         kept = getattr(err, "kept_state", None)
         print(f"error: {err}" + (f" (finished work kept in {kept} for a rerun)" if kept else ""), file=sys.stderr)
         return 2
+    except Exception as err:
+        if not is_disk_full(err):
+            raise
+        kept = getattr(err, "kept_state", None)
+        note = f"; its finished work is kept in {kept} for a rerun" if kept else "; nothing was written"
+        print(f"error: {command} ran out of disk space ({_first_line(err)}); free space on the output's disk or pass "
+              f"another --output_dir, then run it again{note}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM as `Interrupted`: locks are released by now
         name, code = (err.signal_name, err.exit_code) if isinstance(err, Interrupted) else ("SIGINT", 130)
         kept = getattr(err, "kept_state", None)
@@ -129,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
 
 
 def _on_sigterm_raise():

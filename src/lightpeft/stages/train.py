@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import pickle
 import platform
 import shutil
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from lightpeft.core.peft_modules import export_state
 from lightpeft.core.plan import Plan
 from lightpeft.core.training import make_trainer, measured
 from lightpeft.data import TaskData
+from lightpeft.errors import refused_pickle
 from lightpeft.fingerprint import tensors_fingerprint
 from lightpeft.io import write_json
 from lightpeft.metrics import GREATER_IS_BETTER, MAIN_METRIC
@@ -96,7 +98,11 @@ def train_into(stage_dir: Path, model_cfg, prepared: Prepared, peft_cfg, args, p
     if checkpoint:
         log.info("resuming training from %s", checkpoint)
     with measured() as stats:
-        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        try:
+            trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        except pickle.UnpicklingError as err:  # optimizer / scheduler / RNG files are read with weights_only=True
+            raise refused_pickle(f"checkpoint {checkpoint}", err, "this run did not write it: pass --resume false "
+                                 "to discard the staging area and start over") from None
     in_training = [h for h in trainer.state.log_history if "eval_runtime" in h]  # evaluations inside train()
     stats.extra["eval_seconds"] = sum(h["eval_runtime"] for h in in_training)
     final = in_training[-1] if in_training else trainer.evaluate()
