@@ -327,6 +327,12 @@ CASES = [
     ("predict-text-and-input-file", ["predict", "--run_dir", "RUN", "--text", "a", "--input_file", "x.txt"], None,
      "pass either --text"),
     ("unknown-peft-kind", [*TRAIN, "--peft", "prefix"], None, "prefix"),
+    # sharded training: statistics and saved weights would come from one shard
+    ("fsdp-flag", ["run", *TRAIN[1:], "--fsdp", "full_shard"], None, "FSDP (sharded training) is not supported"),
+    ("deepspeed-flag", ["estimate", *TRAIN[1:], "--deepspeed", "ds.json"], None,
+     "DeepSpeed (sharded training) is not supported"),
+    ("fsdp-by-accelerate-config", TRAIN, lambda tmp_path, model_dir, csv, mp: mp.setenv("ACCELERATE_USE_FSDP", "true")
+     or {}, "FSDP (sharded training, ACCELERATE_USE_FSDP) is not supported"),
 ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
@@ -175,6 +176,21 @@ class ExportConfig:
             raise LightPeftError("`lightpeft export` needs --run_dir DIR and --output_dir DIR")
 
 
+SHARDING_REFUSED = (
+    "{how} is not supported: Light-PEFT's gate values and Taylor scores need each rank's whole (unsharded) "
+    "gradients and a run directory needs whole PEFT weights, which sharding splits across ranks; run with DDP "
+    "(torchrun, or accelerate launch without an FSDP/DeepSpeed config) or one process")
+
+
+def sharding_requested(fsdp, deepspeed) -> str | None:
+    """FSDP or DeepSpeed asked for by flags or by `accelerate launch`'s config (its environment variables)."""
+    flags = {"FSDP": bool(fsdp) and fsdp not in ("", "False", "false"), "DeepSpeed": bool(deepspeed)}
+    for how, env in (("FSDP", "ACCELERATE_USE_FSDP"), ("DeepSpeed", "ACCELERATE_USE_DEEPSPEED")):
+        if flags[how] or os.environ.get(env, "false").lower() in ("1", "true"):
+            return f"{how} (sharded training" + (f", {env})" if not flags[how] else ")")
+    return None
+
+
 @dataclass
 class LightPeftTrainingArguments(TrainingArguments):
     """`TrainingArguments` with defaults that suit PEFT on a small budget (the HF names stay the same)."""
@@ -211,6 +227,9 @@ class LightPeftTrainingArguments(TrainingArguments):
             raise LightPeftError("--resume_from_checkpoint is not used: an interrupted lightpeft command resumes by "
                                  "itself from its staging area when run again (--resume true, the default); pass "
                                  "--resume false to start over")
+        sharding = sharding_requested(self.fsdp, self.deepspeed)
+        if sharding:
+            raise LightPeftError(SHARDING_REFUSED.format(how=sharding))
         super().__post_init__()
 
 
