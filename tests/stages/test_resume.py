@@ -165,6 +165,28 @@ def test_train_resumes_and_an_area_without_finished_work_is_dropped(tmp_path, ti
     assert list(tmp_path.iterdir()) == []
 
 
+def test_vanilla_adapters_resume_bit_identically(tmp_path, tiny_model_dir, tiny_csv, crash_training_at):
+    """Adapters are lightpeft's own modules inside the HF model (no peft wrapper): the Trainer checkpoints the
+    whole model, and resuming must still give the uninterrupted weights."""
+
+    def train_adapters(out):
+        return train(ModelConfig(str(tiny_model_dir)), DataConfig(task=str(tiny_csv), max_seq_length=16),
+                     PeftSettings(peft="adapter"), args_for(out))
+
+    whole = tmp_path / "whole"
+    crash_training_at(None)
+    train_adapters(whole)
+    out = tmp_path / "t"
+    crash_training_at(6)
+    with pytest.raises(KeyboardInterrupt):
+        train_adapters(out)
+    started = crash_training_at(None)
+    result = train_adapters(out)
+    assert started == [str(partial_dir(out) / "trainer" / "checkpoint-4")]
+    assert result.summary["optimizer_steps"] == STEPS
+    assert_same_weights(out, whole)
+
+
 # ---------------------------------------------------------------------------------------------- a real SIGKILL
 
 SLOW_TRAINING = """
