@@ -15,6 +15,7 @@ from lightpeft.errors import LightPeftError
 from lightpeft.methods.light_peft.config import EstimateConfig, PlanConfig
 from lightpeft.methods.light_peft.estimate import Estimate
 from lightpeft.methods.light_peft.planning import initial_state, make_plan, prune
+from lightpeft.methods.light_peft.recipes import recipe_configs
 from lightpeft.stages.estimate import estimate
 from lightpeft.stages.export import export_run, load_exported, load_pruned_base
 from lightpeft.stages.predict import load_predictor, predict_texts
@@ -47,6 +48,7 @@ __all__ = [
     "make_plan",
     "predict_texts",
     "prune",
+    "recipe_configs",
     "run",
     "train",
     "vanilla_plan",

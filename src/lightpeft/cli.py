@@ -38,6 +38,7 @@ from lightpeft.config import (
 from lightpeft.core.peft_kinds import PeftSettings
 from lightpeft.errors import Interrupted, LightPeftError, is_disk_full
 from lightpeft.methods.light_peft.config import EstimateConfig, PlanConfig
+from lightpeft.methods.light_peft.recipes import recipe_values
 
 COMMANDS = {
     "run": (ModelConfig, DataConfig, PeftSettings, EstimateConfig, PlanConfig, RunOptions, LightPeftTrainingArguments),
@@ -70,14 +71,16 @@ def parse(command: str, argv: list[str]):
     parser = HfArgumentParser(COMMANDS[command], prog=f"lightpeft {command}",
                               epilog="--config FILE: YAML or JSON file of flag values (flags given override it).")
     config_path = _pop_config(argv)
-    if config_path:
-        values = read_config_file(config_path)
-        known = flag_names(COMMANDS[command])
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise LightPeftError(f"config file {config_path} has unknown keys: {', '.join(unknown)}; "
-                                 f"see `lightpeft {command} --help`")
-        parser.set_defaults(**values)
+    known = flag_names(COMMANDS[command])
+    values = read_config_file(config_path) if config_path else {}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise LightPeftError(f"config file {config_path} has unknown keys: {', '.join(unknown)}; "
+                             f"see `lightpeft {command} --help`")
+    if PlanConfig in COMMANDS[command]:  # the recipe's values first; the file and the flags override them
+        recipe = recipe_values(_flag_value(argv, "recipe") or values.get("recipe", "default"))
+        parser.set_defaults(**{key: value for key, value in recipe.items() if key in known})
+    parser.set_defaults(**values)
     *configs, _rest = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True)
     if _rest:
         raise LightPeftError(f"unknown arguments {' '.join(_rest)}; see `lightpeft {command} --help`")
@@ -87,6 +90,17 @@ def parse(command: str, argv: list[str]):
 def flag_names(dataclass_types) -> set[str]:
     """The flags `HfArgumentParser` makes of `dataclass_types`: one per init field (`--no_X` sets X too)."""
     return {f.name for cls in dataclass_types for f in dataclasses.fields(cls) if f.init}
+
+
+def _flag_value(argv: list[str], name: str) -> str | None:
+    """The value given to `--name` in argv (the last one wins, as argparse does), without removing it."""
+    found = None
+    for i, arg in enumerate(argv):
+        if arg == f"--{name}" and i + 1 < len(argv):
+            found = argv[i + 1]
+        elif arg.startswith(f"--{name}="):
+            found = arg.split("=", 1)[1]
+    return found
 
 
 def _pop_config(argv: list[str]) -> str | None:

@@ -177,3 +177,14 @@ def test_seed_decides_the_fresh_head_and_lora_of_a_run(base_model_dir, tiny_csv,
     assert first.keys() == again.keys() == other.keys()
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert not any(torch.equal(first[k], other[k]) for k in first if "lora_B" not in k)
+
+
+def test_remaining_schedule_trains_the_steps_estimation_left(finished_run, tiny_model_dir, tiny_csv, tmp_path):
+    """`--train_schedule remaining`: estimation + training take the run's step count; `full` trains all of it."""
+    model_cfg, data_cfg, peft_cfg, _, plan_cfg = configs(tiny_model_dir, tiny_csv)
+    est_cfg = EstimateConfig(estimate_steps=4, train_schedule="remaining")
+    result = run(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, args_for(tmp_path / "out"))
+    full = finished_run[1].summary["optimizer_steps"]
+    assert result.summary["optimizer_steps"] == full - 4 > 0
+    with pytest.raises(LightPeftError, match="--train_schedule"):
+        EstimateConfig(train_schedule="half")

@@ -65,7 +65,9 @@ def train_arm(spec: dict) -> dict:
     summary = result.summary
     weights_mb = model_megabytes(result.model)
     train_seconds = summary["train_seconds_excluding_eval"]
-    examples = summary["task"]["train_rows"] * args.num_train_epochs
+    # rows the optimizer steps consumed (not rows x epochs: `--train_schedule remaining` runs fewer steps)
+    examples = summary["optimizer_steps"] * args.per_device_train_batch_size * args.gradient_accumulation_steps \
+        * max(1, args.world_size)
     return {
         "arm": spec["arm"], "seed": spec["seed"], "run_dir": spec["run_dir"], "load_before": spec.get("load_before"),
         "load_after": os.getloadavg()[0], "plan_ratios": summary.get("plan_ratios"),

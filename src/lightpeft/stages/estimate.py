@@ -10,8 +10,10 @@ from lightpeft.config import DataConfig, LightPeftTrainingArguments, ModelConfig
 from lightpeft.core import arch
 from lightpeft.core.peft_kinds import PeftSettings
 from lightpeft.core.training import planned_steps
+from lightpeft.errors import LightPeftError
 from lightpeft.methods.light_peft.config import EstimateConfig, PlanConfig
 from lightpeft.methods.light_peft.estimate import Estimate, estimation_steps, run_estimation
+from lightpeft.methods.light_peft.plan_search import split_holdout
 from lightpeft.stages.outputs import claimed_output_dir, is_main_process, stage_inputs
 from lightpeft.stages.prepare import Prepared, load_task_base, prepare
 from lightpeft.stages.resume import resumable_staging, stage_settings
@@ -42,9 +44,17 @@ def _estimate(model_cfg, data_cfg, peft_cfg, est_cfg, args, prepared, plan_cfg) 
     prepared = prepared or prepare(model_cfg, data_cfg)
     base = load_task_base(model_cfg, prepared.task, seed=args.seed)
     steps = estimation_steps(est_cfg, planned_steps(args, len(prepared.train_ds)))
-    log.info("estimation: %d steps of masks + %s on %d linears", steps, peft_cfg.peft,
-             len(arch.linear_names(base.model, peft_cfg.estimate_roles())))
-    result = run_estimation(base, prepared.tokenizer, prepared.train_ds, prepared.trainer_parts(), args, peft_cfg,
-                            est_cfg, steps, plan_cfg, task_kind=prepared.task.kind)
+    train_ds, holdout = prepared.train_ds, None
+    if est_cfg.plan_search_examples:
+        if prepared.task.kind == "qa":
+            raise LightPeftError("--plan_search_examples is not supported for extractive QA yet (its metric needs "
+                                 "the eval windows); use fixed ratios (--plan_search_examples 0)")
+        train_ds, holdout = split_holdout(train_ds, est_cfg.plan_search_examples, args.seed)
+    log.info("estimation: %d steps of masks + %s on %d linears%s", steps, peft_cfg.peft,
+             len(arch.linear_names(base.model, peft_cfg.estimate_roles())),
+             f", then candidate plans scored on {len(holdout)} held-out rows" if holdout is not None else "")
+    result = run_estimation(base, prepared.tokenizer, train_ds, prepared.trainer_parts(), args, peft_cfg,
+                            est_cfg, steps, plan_cfg, task_kind=prepared.task.kind, holdout=holdout,
+                            metric_kind=prepared.task.metric_kind)
     result.meta["configs"] = to_dict(model_cfg, data_cfg, peft_cfg, est_cfg)
     return result

@@ -4,12 +4,14 @@ when asked, with a summary table of both.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
 from lightpeft.config import DataConfig, LightPeftTrainingArguments, ModelConfig, RunOptions
 from lightpeft.core.peft_kinds import PeftSettings, get_kind
 from lightpeft.core.plan import PLAN_FILE, Plan
+from lightpeft.core.training import planned_steps
 from lightpeft.io import write_json
 from lightpeft.methods.light_peft.config import EstimateConfig, PlanConfig
 from lightpeft.methods.light_peft.estimate import META_FILE, Estimate
@@ -45,7 +47,8 @@ def run(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, es
 
 def _run_into(stage_dir, model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, args, options, prepared) -> RunResult:
     est, plan = _estimate_and_plan(stage_dir, model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, args, prepared)
-    result = train_into(stage_dir, model_cfg, prepared, peft_cfg, args, plan, initial_state(est, plan))
+    result = train_into(stage_dir, model_cfg, prepared, peft_cfg, training_args(args, est_cfg, est, prepared), plan,
+                        initial_state(est, plan))
     light = result.summary
     light["estimate_seconds"] = est.meta["stats"]["seconds"]
     rows = [_table_row("Light-PEFT", light)]
@@ -78,6 +81,15 @@ def _estimate_and_plan(stage_dir: Path, model_cfg, data_cfg, peft_cfg, est_cfg, 
     if is_main_process():
         plan.save(plan_file)
     return est, plan
+
+
+def training_args(args, est_cfg: EstimateConfig, est, prepared: Prepared):
+    """The training stage's arguments: the run's own, or with `--train_schedule remaining` cut to the steps that
+    estimation left of the run (the PEFT weights continue from it)."""
+    if est_cfg.train_schedule == "full":
+        return args
+    remaining = planned_steps(args, len(prepared.train_ds)) - est.meta["steps"]
+    return dataclasses.replace(args, max_steps=max(1, remaining))
 
 
 def _table_row(name: str, summary: dict) -> list:

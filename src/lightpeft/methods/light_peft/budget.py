@@ -30,6 +30,11 @@ def _ratios(cfg: PlanConfig) -> list[float]:
     return [start + i * RATIO_STEP for i in range(max(1, steps))]
 
 
+def counted_step_cost(plan: Plan, config, cfg: PlanConfig, kind: str = "classification") -> float:
+    """Counted FLOPs of one training step of `plan` (see the module docstring), at `cfg.budget_seq_length`."""
+    return train_step_cost(block_costs(plan, config, cfg.budget_seq_length, kind), lowest_peft_block(plan))
+
+
 def solve_budget(make: Callable[[PlanConfig], Plan], config, cfg: PlanConfig,
                  kind: str = "classification") -> tuple[PlanConfig, dict]:
     """The PlanConfig (ratios, lowest PEFT block) meeting `cfg`'s budget, and a record of what it achieves."""

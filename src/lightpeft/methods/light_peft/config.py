@@ -12,6 +12,8 @@ from lightpeft.errors import LightPeftError
 # prunes one more unit wherever n - 1 is a multiple of 3 (6 of 16 heads, 1366 of 4096 neurons, instead of 5, 1365).
 REFERENCE_THIRD = 0.333333333
 
+TRAIN_SCHEDULES = ("full", "remaining")
+
 
 @dataclass
 class EstimateConfig:
@@ -38,6 +40,27 @@ class EstimateConfig:
         default=None, metadata={"help": "Steps between mask checks (default: a twentieth of the estimation cap, at least 2)."}
     )
     convergence_patience: int = field(default=2, metadata={"help": "Calm checks in a row needed to stop."})
+    min_estimate_steps: int = field(
+        default=0,
+        metadata={"help": "Estimation runs at least this many optimizer steps whatever --estimate_fraction gives "
+                  "(capped by the training run's length): a fraction of a short run is too few steps to rank units."},
+    )
+    plan_search_examples: int = field(
+        default=0,
+        metadata={"help": "Training examples held out from estimation to score candidate plans with the gates "
+                  "binarised (forward passes only), which --max_metric_drop chooses from. 0 = no scoring. At most a "
+                  "quarter of the training rows is held out; the training stage still uses every row."},
+    )
+    train_schedule: str = field(
+        default="full",
+        metadata={"help": "Length of the training stage that follows (`lightpeft run`): `full` (the paper: a fresh "
+                  "schedule of the whole run) or `remaining` (the run's steps minus estimation's: the PEFT weights "
+                  "continue from estimation, so estimation + training take vanilla's step count)."},
+    )
+    candidate_ratios: list[float] = field(
+        default_factory=lambda: [0.0, 0.1, 0.2, 0.3, 0.4, 0.5],
+        metadata={"help": "Head and FFN ratios scored on the held-out examples (every head ratio x FFN ratio)."},
+    )
 
     def __post_init__(self):
         if self.l1_coef < 0:
@@ -52,12 +75,26 @@ class EstimateConfig:
         check_positive("convergence_patience", self.convergence_patience)
         if not 0.0 < self.importance_window <= 1.0:
             raise LightPeftError(f"--importance_window must be in (0, 1], got {self.importance_window}")
+        for name in ("min_estimate_steps", "plan_search_examples"):
+            if getattr(self, name) < 0:
+                raise LightPeftError(f"--{name} must be >= 0, got {getattr(self, name)}")
+        if self.train_schedule not in TRAIN_SCHEDULES:
+            raise LightPeftError(f"--train_schedule must be one of {', '.join(TRAIN_SCHEDULES)}, "
+                                 f"got {self.train_schedule!r}")
+        if not self.candidate_ratios:
+            raise LightPeftError("--candidate_ratios needs at least one ratio, e.g. 0 0.2 0.4")
+        for ratio in self.candidate_ratios:
+            check_ratio("candidate_ratios", ratio)
 
 
 SCOPES = ("layer", "global")
 
 
 GQA_POLICIES = ("kv_group", "per_group")
+
+STRUCTURE_SCORES = ("gate", "taylor")
+
+RECIPES = ("default", "paper")  # their values: recipes.py
 
 
 @dataclass
@@ -105,6 +142,24 @@ class PlanConfig:
                   "prunes the same number of query heads in every group (k/v stay whole)."},
     )
 
+    structure_score: str = field(
+        default="gate",
+        metadata={"help": "How heads and FFN neurons are ranked: `gate` (the final gate value, the paper) or "
+                  "`taylor` (|gate x dL/dgate| summed over estimation's steps, from the same backward)."},
+    )
+    max_metric_drop: float | None = field(
+        default=None,
+        metadata={"help": "Choose the head and FFN ratios by accuracy instead: among the candidates scored on the "
+                  "held-out examples (--plan_search_examples), the one with the cheapest counted training step whose "
+                  "predicted metric drop (points: x100 for metrics in [0, 1]; perplexity in its own units) is at most "
+                  "this. --head_ratio / --ffn_ratio are then ignored."},
+    )
+    recipe: str = field(
+        default="default",
+        metadata={"help": "Named defaults for the estimation and planning flags (`default`, or `paper`: the paper's "
+                  "exact recipe); flags and --config values override them. Recorded in every plan."},
+    )
+
     def __post_init__(self):
         for name in ("head_ratio", "ffn_ratio", "module_ratio", "rank_ratio"):
             check_ratio(name, getattr(self, name))
@@ -121,5 +176,15 @@ class PlanConfig:
         for name in ("head_scope", "ffn_scope", "rank_scope"):
             if getattr(self, name) not in SCOPES:
                 raise LightPeftError(f"--{name} must be one of {', '.join(SCOPES)}, got {getattr(self, name)!r}")
+        if self.recipe not in RECIPES:
+            raise LightPeftError(f"--recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
+        if self.structure_score not in STRUCTURE_SCORES:
+            raise LightPeftError(f"--structure_score must be one of {', '.join(STRUCTURE_SCORES)}, "
+                                 f"got {self.structure_score!r}")
+        if self.max_metric_drop is not None:
+            if not self.max_metric_drop >= 0:
+                raise LightPeftError(f"--max_metric_drop must be >= 0 points, got {self.max_metric_drop}")
+            if self.target_train_speedup is not None or self.target_params_fraction is not None:
+                raise LightPeftError("give one way to size the plan: --max_metric_drop or a budget, not both")
         if self.gqa_policy not in GQA_POLICIES:
             raise LightPeftError(f"--gqa_policy must be one of {', '.join(GQA_POLICIES)}, got {self.gqa_policy!r}")

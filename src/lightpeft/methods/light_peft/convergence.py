@@ -1,12 +1,15 @@
 """Stop estimation when the pruning decision has settled (EarlyBERT's mask distance, which the reference lacks).
 
-Every `every` optimizer steps the gates are turned into keep/prune sets at the plan's ratios; the distance between
+Every `every` optimizer steps the structure scores (gate values, or the running Taylor sums) are turned into
+keep/prune sets at the plan's ratios; the distance between
 two checks is the fraction of heads, and of FFN neurons, whose status flipped. When both stay at or below
 `threshold` for `patience` checks in a row, training stops. Gates are DDP-synchronised parameters, so every
 process reaches the same decision at the same step.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from transformers import TrainerCallback
@@ -37,9 +40,10 @@ def flipped_fraction(before: torch.Tensor, after: torch.Tensor) -> float:
 class MaskConvergence(TrainerCallback):
     """Trainer callback: check the gates every `every` steps, mark the importance window, stop when settled."""
 
-    def __init__(self, gates: Gates, tracker: ImportanceTracker, plan_cfg: PlanConfig, every: int,
-                 threshold: float, patience: int, group_size: int = 1):
-        self.gates, self.tracker, self.plan_cfg, self.group_size = gates, tracker, plan_cfg, group_size
+    def __init__(self, scores: Callable[[], tuple[torch.Tensor, torch.Tensor]] | Gates, tracker: ImportanceTracker,
+                 plan_cfg: PlanConfig, every: int, threshold: float, patience: int, group_size: int = 1):
+        self.scores = scores.values if isinstance(scores, Gates) else scores  # () -> (head, ffn) scores
+        self.tracker, self.plan_cfg, self.group_size = tracker, plan_cfg, group_size
         self.every, self.threshold, self.patience = every, threshold, patience
         self.previous: tuple[torch.Tensor, torch.Tensor] | None = None
         self.calm_checks = 0
@@ -48,7 +52,7 @@ class MaskConvergence(TrainerCallback):
 
     def _keep(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The plan's own structural decision on the current gates (GQA policy and FFN rounding included)."""
-        head, ffn = (g.detach().float().cpu() for g in (self.gates.head, self.gates.ffn))
+        head, ffn = (g.detach().float().cpu() for g in self.scores())
         heads, neurons = keep_structure(head, ffn, self.plan_cfg, self.group_size)
         return as_mask(heads, head.shape), as_mask(neurons, ffn.shape)
 

@@ -3,7 +3,8 @@
 Estimate directory (safetensors + JSON, no pickles):
   estimate.json            schema version, base fingerprint, task kind, model dims, PEFT type and settings, module
                            names, steps, stats
-  masks.safetensors        `head` (layers, heads), `ffn` (layers, ffn neurons): final gate values
+  masks.safetensors        `head` (layers, heads), `ffn` (layers, ffn neurons): final gate values;
+                           `head_taylor`, `ffn_taylor`: mean per-step |gate x dL/dgate| (see gate_scores)
   importance.safetensors   `module` (modules,), `rank` (modules, r): window means (rank = unit importance)
   peft_weights.safetensors estimated PEFT + task-head weights (canonical names, see peft_modules)
   masks.png                gate values per layer
@@ -30,7 +31,9 @@ from lightpeft.io import atomic_path, read_safetensors, read_versioned_json
 from lightpeft.methods.light_peft import masks
 from lightpeft.methods.light_peft.config import EstimateConfig, PlanConfig
 from lightpeft.methods.light_peft.convergence import MaskConvergence
+from lightpeft.methods.light_peft.gate_scores import GateTaylor
 from lightpeft.methods.light_peft.importance import ImportanceTracker
+from lightpeft.methods.light_peft.plan_search import score_candidates
 from lightpeft.methods.light_peft.trainer import EstimationTrainer, estimation_args
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,17 @@ class Estimate:
     module_importance: torch.Tensor  # (modules,)
     rank_importance: torch.Tensor  # (modules, r)
     peft_state: dict[str, torch.Tensor] = field(repr=False)
+    head_taylor: torch.Tensor | None = None  # (layers, heads); None in estimates written before it existed
+    ffn_taylor: torch.Tensor | None = None  # (layers, ffn)
+
+    def structure_scores(self, score: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(head, ffn) scores that rank heads and neurons: `gate` values or `taylor` sums (higher = keep)."""
+        if score == "gate":
+            return self.head_masks, self.ffn_masks
+        if self.head_taylor is None:
+            raise LightPeftError("this estimate has no Taylor gate scores (written by an older lightpeft); re-run "
+                                 "`lightpeft estimate` or use --structure_score gate")
+        return self.head_taylor, self.ffn_taylor
 
     @property
     def fingerprint(self) -> str:
@@ -63,8 +77,10 @@ class Estimate:
 
     def write(self, directory: Path) -> None:
         """Write the files into the existing `directory` (a staging directory: not atomic by itself)."""
-        save_file({"head": self.head_masks.contiguous(), "ffn": self.ffn_masks.contiguous()},
-                  directory / "masks.safetensors")
+        gate_tensors = {"head": self.head_masks, "ffn": self.ffn_masks}
+        if self.head_taylor is not None:
+            gate_tensors.update(head_taylor=self.head_taylor, ffn_taylor=self.ffn_taylor)
+        save_file({k: v.contiguous() for k, v in gate_tensors.items()}, directory / "masks.safetensors")
         save_file({"module": self.module_importance.contiguous(), "rank": self.rank_importance.contiguous()},
                   directory / "importance.safetensors")
         save_file({k: v.contiguous() for k, v in self.peft_state.items()}, directory / "peft_weights.safetensors")
@@ -85,7 +101,8 @@ class Estimate:
         if imp_t["module"].shape[0] != len(names) or mask_t["head"].shape[0] != meta["num_layers"]:
             raise LightPeftError(f"estimate {directory} is inconsistent (tensor shapes disagree with {META_FILE}); "
                                  "re-run `lightpeft estimate`")
-        return cls(meta, mask_t["head"], mask_t["ffn"], names, imp_t["module"], imp_t["rank"], peft_state)
+        return cls(meta, mask_t["head"], mask_t["ffn"], names, imp_t["module"], imp_t["rank"], peft_state,
+                   mask_t.get("head_taylor"), mask_t.get("ffn_taylor"))
 
 
 def _read_meta(directory: Path) -> dict:
@@ -97,17 +114,20 @@ def _read_meta(directory: Path) -> dict:
 
 
 def estimation_steps(cfg: EstimateConfig, training_steps: int) -> int:
-    """Estimation length: an explicit step count, or a fraction of the training run (at least 2 steps)."""
+    """Estimation length: an explicit step count, or a fraction of the training run raised to
+    `min_estimate_steps` (never beyond the run itself), and at least 2 steps."""
     if cfg.estimate_steps:
         return cfg.estimate_steps
-    return max(2, round(cfg.estimate_fraction * training_steps))
+    floor = min(cfg.min_estimate_steps, training_steps)
+    return max(2, floor, round(cfg.estimate_fraction * training_steps))
 
 
 def run_estimation(base, tokenizer, train_ds, parts: TrainerParts, args, peft_cfg: PeftSettings,
                    est_cfg: EstimateConfig, steps: int, plan_cfg: PlanConfig | None = None,
-                   task_kind: str = "classification") -> Estimate:
+                   task_kind: str = "classification", holdout=None, metric_kind: str | None = None) -> Estimate:
     """Train gates + PEFT jointly for `steps` optimizer steps on `base` (a `models.BaseModel`, built for
     `task_kind`) with the task's own loss (classification, QA span or causal-LM loss) and collect stats.
+    With `holdout` rows (not in `train_ds`), candidate plans are then scored on them (see `plan_search`).
 
     Under torchrun/accelerate every process runs this; statistics are all-reduced, so every rank returns the
     same `Estimate` (gates are DDP parameters, Taylor scores come from all-reduced grads).
@@ -119,20 +139,29 @@ def run_estimation(base, tokenizer, train_ds, parts: TrainerParts, args, peft_cf
     handle = masks.attach_gates(hf_model)
     converging = est_cfg.mask_convergence is not None
     tracker = ImportanceTracker(peft_model, total_steps=steps, window=est_cfg.importance_window, marks=converging)
+    gate_taylor = GateTaylor(handle.gates, est_cfg.l1_coef)
     callbacks = []
     if converging:
         every = est_cfg.convergence_every or max(2, steps // 20)
-        callbacks.append(MaskConvergence(handle.gates, tracker, plan_cfg or PlanConfig(), every,
-                                         est_cfg.mask_convergence, est_cfg.convergence_patience,
-                                         group_size=arch.kv_group_size(model.config)))
+        cfg = plan_cfg or PlanConfig()
+        watched = gate_taylor.results if cfg.structure_score == "taylor" else handle.gates.values
+        callbacks.append(MaskConvergence(watched, tracker, cfg, every, est_cfg.mask_convergence,
+                                         est_cfg.convergence_patience, group_size=arch.kv_group_size(model.config)))
     with tempfile.TemporaryDirectory(prefix="lightpeft-estimate-") as scratch:
         trainer = make_trainer(
             peft_model, estimation_args(args, steps, scratch), train_ds, None, tokenizer, parts,
             cls=EstimationTrainer, gates=handle.gates, tracker=tracker, l1_coef=est_cfg.l1_coef,
-            mask_lr_coef=est_cfg.mask_lr_coef, callbacks=callbacks,
+            mask_lr_coef=est_cfg.mask_lr_coef, gate_taylor=gate_taylor, callbacks=callbacks,
         )
         with measured() as stats:
             trainer.train()
+        head_taylor, ffn_taylor = gate_taylor.results()
+        candidates = None
+        if holdout is not None:
+            cfg = plan_cfg or PlanConfig()
+            scores = (head_taylor, ffn_taylor) if cfg.structure_score == "taylor" else handle.gates.values()
+            candidates = score_candidates(trainer, handle.gates, holdout, *scores, cfg, est_cfg.candidate_ratios,
+                                          arch.kv_group_size(model.config), metric_kind)
     tracker.all_reduce()
     names, module_imp, rank_imp = tracker.results()
     tracker.remove()
@@ -167,9 +196,11 @@ def run_estimation(base, tokenizer, train_ds, parts: TrainerParts, args, peft_cf
         "importance_window": est_cfg.importance_window,
         "l1_coef": est_cfg.l1_coef,
         "stats": stats.to_json(),
+        "plan_candidates": candidates,
         "final_train_loss": _last_loss(trainer),
     }
-    return Estimate(meta, head_masks, ffn_masks, names, module_imp, rank_imp, export_state(peft_model))
+    return Estimate(meta, head_masks, ffn_masks, names, module_imp, rank_imp, export_state(peft_model),
+                    head_taylor, ffn_taylor)
 
 
 def _last_loss(trainer) -> float | None:

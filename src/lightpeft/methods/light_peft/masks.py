@@ -29,6 +29,10 @@ class Gates(nn.Module):
         self.head = nn.Parameter(torch.ones(num_layers, num_heads, dtype=torch.float32))
         self.ffn = nn.Parameter(torch.ones(num_layers, ffn_size, dtype=torch.float32))
 
+    def values(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Current (head, ffn) gate values as float32 CPU copies."""
+        return self.head.detach().float().cpu().clone(), self.ffn.detach().float().cpu().clone()
+
     def l1(self) -> torch.Tensor:
         """Sum of |gate| over every head and neuron (the paper's penalty, unnormalised)."""
         return self.head.abs().sum() + self.ffn.abs().sum()

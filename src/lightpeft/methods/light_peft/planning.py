@@ -16,9 +16,10 @@ from lightpeft.core.peft_kinds import get_kind
 from lightpeft.core.plan import Plan, with_kind
 from lightpeft.core.surgery import slice_peft_state
 from lightpeft.errors import LightPeftError
-from lightpeft.methods.light_peft.budget import solve_budget
+from lightpeft.methods.light_peft.budget import counted_step_cost, solve_budget
 from lightpeft.methods.light_peft.config import PlanConfig
 from lightpeft.methods.light_peft.estimate import Estimate
+from lightpeft.methods.light_peft.plan_search import choose_ratios
 from lightpeft.methods.light_peft.selection import choose, kv_heads_of
 
 
@@ -30,12 +31,17 @@ def make_plan(estimate: Estimate | str | Path, cfg: PlanConfig | None = None) ->
         estimate = Estimate.load(estimate)
     config = _config_from_meta(estimate.meta)
     kind = estimate.meta.get("task_kind", "classification")
-    budget = None
+    budget = choice = None
     if cfg.target_train_speedup is not None or cfg.target_params_fraction is not None:
         cfg, budget = solve_budget(lambda c: structure_plan(estimate, c), config, cfg, kind)
+    if cfg.max_metric_drop is not None:
+        cfg, choice = choose_ratios(estimate.meta.get("plan_candidates"), cfg,
+                                    lambda c: counted_step_cost(structure_plan(estimate, c), config, cfg, kind))
     plan = structure_plan(estimate, cfg)
     if budget:
         plan.ratios["budget"] = budget
+    if choice:
+        plan.ratios["accuracy_choice"] = choice
     meta = estimate.meta
     full_size = {name: (meta["peft"], meta["peft_config"]["r"]) for name in meta["module_roles"]}
     plan.counts = count_plan(plan, config, estimate_modules=full_size, kind=kind)
@@ -48,7 +54,7 @@ def structure_plan(estimate: Estimate, cfg: PlanConfig) -> Plan:
     roles = {name: tuple(role) for name, role in meta["module_roles"].items()}
     num_kv_heads = meta.get("num_kv_heads", meta["num_heads"])
     group_size = meta["num_heads"] // num_kv_heads
-    heads, ffn, modules = choose(estimate.head_masks, estimate.ffn_masks, estimate.module_names,
+    heads, ffn, modules = choose(*estimate.structure_scores(cfg.structure_score), estimate.module_names,
                                  estimate.module_importance, estimate.rank_importance, cfg, roles, group_size,
                                  drop_widthless=get_kind(meta["peft"]).sliced_with_structure)
     return Plan(

@@ -9,6 +9,7 @@ import dataclasses
 from transformers import Trainer, TrainingArguments
 
 from lightpeft.core.training import loss_scaled_for_ga
+from lightpeft.methods.light_peft.gate_scores import GateTaylor
 from lightpeft.methods.light_peft.importance import ImportanceTracker
 from lightpeft.methods.light_peft.masks import Gates
 
@@ -18,17 +19,21 @@ class EstimationTrainer(Trainer):
 
     * L1 on the gates is a loss term, so gradient clipping sees it exactly as in the reference. Its gradient is
       lambda * sign(gate) once per optimizer step, whatever the accumulation steps and processes.
-    * Rank Taylor scores are read right after the backward that completes a step, before clipping.
+    * Rank and gate Taylor scores are read right after the backward that completes a step, before clipping.
+    * Evaluation (candidate plans on held-out rows) sees the task loss alone, without the L1 term.
     """
 
     def __init__(self, *args, gates: Gates, tracker: ImportanceTracker, l1_coef: float, mask_lr_coef: float,
-                 **kwargs):
+                 gate_taylor: GateTaylor | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.gates, self.tracker, self.l1_coef, self.mask_lr_coef = gates, tracker, l1_coef, mask_lr_coef
+        self.gate_taylor = gate_taylor or GateTaylor(gates, l1_coef)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         result = super().compute_loss(model, inputs, return_outputs=return_outputs,
                                       num_items_in_batch=num_items_in_batch)
+        if not model.training:
+            return result
         penalty = self.l1_coef * self.gates.l1()
         if loss_scaled_for_ga(self, num_items_in_batch):
             # training_step will not divide this loss by the accumulation steps: keep lambda per optimizer step.
@@ -43,6 +48,7 @@ class EstimationTrainer(Trainer):
         loss = super().training_step(model, inputs, num_items_in_batch)
         if self.accelerator.sync_gradients:  # grads of this optimizer step are complete (and all-reduced)
             self.tracker.end_step()
+            self.gate_taylor.end_step()
         return loss
 
     def create_optimizer(self, model=None):
