@@ -146,6 +146,7 @@ def resumable_staging(target: Path, kind: str, settings: dict, resume: bool = Tr
     _open_area(area, kind, settings, resume)
     try:
         yield area
+        _finish(area, target, kind)  # inside: a full disk while finishing keeps the area like any other failure
     except BaseException as err:
         if holds_work(area):
             err.kept_state = str(area)
@@ -153,7 +154,6 @@ def resumable_staging(target: Path, kind: str, settings: dict, resume: bool = Tr
         else:
             shutil.rmtree(area, ignore_errors=True)
         raise
-    _finish(area, target, kind)
 
 
 def _open_area(area: Path, kind: str, settings: dict, resume: bool) -> None:
