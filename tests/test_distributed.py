@@ -61,3 +61,26 @@ def test_two_processes_search_one_identical_plan(tiny_model_dir, tiny_csv, tmp_p
     assert ranks[0]["removed"] and ranks[0]["removed"] == ranks[1]["removed"]
     assert ranks[0]["assignment"] == ranks[1]["assignment"] and ranks[0]["p"] == ranks[1]["p"]
     assert ranks[0]["plan"] == ranks[1]["plan"]
+
+
+def test_fsdp2_shards_lora_gradients_so_estimation_refuses_it(tmp_path):
+    """Why `--fsdp` / DeepSpeed are refused: under FSDP2 (2 processes, gloo on CPU) LoRA gradients are sharded
+    DTensors, and Taylor scores from a rank's local shard are not the unit scores (wrong values, half of them); the
+    gathered full tensors would give the one-process scores. And the refusal itself is one line."""
+    import distributed_fsdp
+
+    from lightpeft import LightPeftError, LightPeftTrainingArguments
+
+    distributed_fsdp.main(str(tmp_path))
+    proc = _torchrun("distributed_fsdp.py", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one = torch.load(tmp_path / "fsdp_scores_1.pt")["scores"]
+    sharded = torch.load(tmp_path / "fsdp_scores_2.pt")["scores"]
+    assert {s["grad_type"] for s in sharded.values()} == {"DTensor"}
+    r = 4
+    for name, reference in one.items():
+        torch.testing.assert_close(sharded[name]["full"], reference["full"], rtol=1e-4, atol=1e-7)
+        assert sharded[name]["local_a"].shape == (r // 2,)  # a shard holds half the units' A rows
+        assert not torch.allclose(sharded[name]["local_b"], reference["full_b"], rtol=1e-3)  # B over half the outputs
+    with pytest.raises(LightPeftError, match=r"^FSDP \(sharded training\) is not supported"):
+        LightPeftTrainingArguments(output_dir=str(tmp_path / "x"), fsdp="full_shard", use_cpu=True)

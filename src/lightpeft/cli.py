@@ -42,7 +42,7 @@ from lightpeft.config import (
     RunOptions,
 )
 from lightpeft.core.peft_kinds import PeftSettings
-from lightpeft.errors import Interrupted, LightPeftError
+from lightpeft.errors import Interrupted, LightPeftError, is_disk_full
 from lightpeft.methods.light_peft.config import EstimateConfig, PlanConfig
 from lightpeft.methods.light_peft.recipes import recipe_values
 from lightpeft.methods.prune_peft.config import SearchConfig
@@ -147,15 +147,32 @@ def main(argv: list[str] | None = None) -> int:
         configs = parse(command, rest)
         return HANDLERS[command](*configs)
     except LightPeftError as err:
-        print(f"error: {err}", file=sys.stderr)
+        kept = getattr(err, "kept_state", None)
+        print(f"error: {err}" + (f" (finished work kept in {kept} for a rerun)" if kept else ""), file=sys.stderr)
         return 2
-    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM as `Interrupted`: staging and locks are gone by now
+    except Exception as err:
+        if not is_disk_full(err):
+            raise
+        kept = getattr(err, "kept_state", None)
+        note = f"; its finished work is kept in {kept} for a rerun" if kept else "; nothing was written"
+        print(f"error: {command} ran out of disk space ({_first_line(err)}); free space on the output's disk or pass "
+              f"another --output_dir, then run it again{note}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM as `Interrupted`: locks are released by now
         name, code = (err.signal_name, err.exit_code) if isinstance(err, Interrupted) else ("SIGINT", 130)
-        print(f"error: {command} interrupted ({name}); nothing was written", file=sys.stderr)
+        kept = getattr(err, "kept_state", None)
+        outcome = (f"its finished work is kept in {kept}: run the same command again to resume (--resume false "
+                   "starts over)") if kept else "nothing was written"
+        print(f"error: {command} interrupted ({name}); {outcome}", file=sys.stderr)
         return code
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
 
 
 def _on_sigterm_raise():
@@ -185,7 +202,7 @@ def _estimate(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, options, args) -
     from lightpeft.stages.estimate import estimate
 
     result = estimate(model_cfg, data_cfg, peft_cfg, est_cfg, args, overwrite=options.overwrite_output_dir,
-                      plan_cfg=plan_cfg)
+                      plan_cfg=plan_cfg, resume=options.resume)
     stats, converged = result.meta["stats"], (result.meta.get("convergence") or {}).get("converged_at")
     note = f" (masks settled at step {converged})" if converged else ""
     print(f"estimate: {result.meta['steps']} of at most {result.meta['max_steps']} steps{note} in "
@@ -232,7 +249,7 @@ def _train(model_cfg, data_cfg, peft_cfg, options, args) -> int:
     # Light-PEFT's plans continue from the estimated PEFT and head weights
     init_state = initial_state(Estimate.load(options.estimate_dir), plan) if options.estimate_dir else None
     summary = train(model_cfg, data_cfg, peft_cfg, args, plan=plan, init_state=init_state,
-                    overwrite=options.overwrite_output_dir,
+                    overwrite=options.overwrite_output_dir, resume=options.resume,
                     inputs={"--plan_path": options.plan_path, "--estimate_dir": options.estimate_dir}).summary
     print(f"{summary['method']}: best {summary['metric']} {summary['best_metric']:.4f}, final "
           f"{summary['final_metric']:.4f}, trainable params {summary['trainable_params']:,}, "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
@@ -99,6 +100,12 @@ class RunOptions:
     compare_vanilla: bool = field(
         default=False, metadata={"help": "`run` also trains vanilla PEFT (same data, seed, epochs) and prints both."}
     )
+    resume: bool = field(
+        default=True,
+        metadata={"help": "`run`/`estimate`/`train`: continue an interrupted command of the same settings from "
+                  "what it finished (kept in <parent>/.<output name>.partial): the estimate, the plan, the last "
+                  "Trainer checkpoint (see --save_strategy); false discards that and starts over."},
+    )
     plan_path: str | None = field(default=None, metadata={"help": "`train`: a plan.json; omit for vanilla PEFT."})
     estimate_dir: str | None = field(default=None, metadata={"help": "`plan`/`train`: an estimate directory."})
     method: str = field(
@@ -183,6 +190,21 @@ class ExportConfig:
             raise LightPeftError("`lightpeft export` needs --run_dir DIR and --output_dir DIR")
 
 
+SHARDING_REFUSED = (
+    "{how} is not supported: Light-PEFT's gate values and Taylor scores need each rank's whole (unsharded) "
+    "gradients and a run directory needs whole PEFT weights, which sharding splits across ranks; run with DDP "
+    "(torchrun, or accelerate launch without an FSDP/DeepSpeed config) or one process")
+
+
+def sharding_requested(fsdp, deepspeed) -> str | None:
+    """FSDP or DeepSpeed asked for by flags or by `accelerate launch`'s config (its environment variables)."""
+    flags = {"FSDP": bool(fsdp) and fsdp not in ("", "False", "false"), "DeepSpeed": bool(deepspeed)}
+    for how, env in (("FSDP", "ACCELERATE_USE_FSDP"), ("DeepSpeed", "ACCELERATE_USE_DEEPSPEED")):
+        if flags[how] or os.environ.get(env, "false").lower() in ("1", "true"):
+            return f"{how} (sharded training" + (f", {env})" if not flags[how] else ")")
+    return None
+
+
 @dataclass
 class LightPeftTrainingArguments(TrainingArguments):
     """`TrainingArguments` with defaults that suit PEFT on a small budget (the HF names stay the same)."""
@@ -197,7 +219,12 @@ class LightPeftTrainingArguments(TrainingArguments):
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch size per device."})
     num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs of the training stage."})
     eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate: `epoch`, `steps`, `no`."})
-    save_strategy: str = field(default="no", metadata={"help": "Intermediate Trainer checkpoints (not needed)."})
+    save_strategy: str = field(
+        default="epoch",
+        metadata={"help": "When the Trainer checkpoints (`epoch`, `steps` with --save_steps, `no`): where an "
+                  "interrupted run resumes from. Checkpoints live in the staging area and are dropped at the end."},
+    )
+    save_total_limit: int | None = field(default=1, metadata={"help": "Checkpoints kept (the newest)."})
     logging_steps: float = field(default=20, metadata={"help": "Log every N steps."})
     ddp_find_unused_parameters: bool | None = field(
         default=False, metadata={"help": "Every kept parameter is used in forward; skip DDP's extra graph walk."}
@@ -210,6 +237,13 @@ class LightPeftTrainingArguments(TrainingArguments):
         check_positive("per_device_eval_batch_size", self.per_device_eval_batch_size)
         if self.max_steps is None or self.max_steps <= 0:
             check_positive("num_train_epochs", self.num_train_epochs, " (or pass --max_steps N > 0)")
+        if self.resume_from_checkpoint is not None:
+            raise LightPeftError("--resume_from_checkpoint is not used: an interrupted lightpeft command resumes by "
+                                 "itself from its staging area when run again (--resume true, the default); pass "
+                                 "--resume false to start over")
+        sharding = sharding_requested(self.fsdp, self.deepspeed)
+        if sharding:
+            raise LightPeftError(SHARDING_REFUSED.format(how=sharding))
         super().__post_init__()
 
 

@@ -94,7 +94,8 @@ def test_finished_run_directory_is_not_overwritten(finished_run, tiny_model_dir,
         train(model_cfg, data_cfg, peft_cfg, args_for(out))
 
 
-def test_failure_leaves_no_partial_output(tiny_model_dir, tiny_csv, tmp_path, monkeypatch):
+def test_failure_leaves_no_partial_output_and_keeps_the_finished_estimate(tiny_model_dir, tiny_csv, tmp_path,
+                                                                           monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("simulated crash during training")
 
@@ -102,7 +103,8 @@ def test_failure_leaves_no_partial_output(tiny_model_dir, tiny_csv, tmp_path, mo
     model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg = configs(tiny_model_dir, tiny_csv)
     with pytest.raises(RuntimeError):
         run(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, args_for(tmp_path / "out"))
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == [".out.partial"]  # no output; the staging area for a rerun
+    assert sorted(p.name for p in (tmp_path / ".out.partial").iterdir()) == ["estimate", "plan.json", "resume.json"]
 
 
 def test_corrupt_estimate_is_reported(finished_run, tmp_path):

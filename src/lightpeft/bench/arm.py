@@ -45,8 +45,9 @@ def training_args_to_json(args: LightPeftTrainingArguments) -> dict:
 
 def _configs(spec: dict):
     c = spec["configs"]
+    # an arm is one timed measurement: no checkpoints inside the timing, never resumed
     args = LightPeftTrainingArguments(**{**spec["training"], "output_dir": spec["run_dir"], "seed": spec["seed"],
-                                         "disable_tqdm": True})
+                                         "disable_tqdm": True, "save_strategy": "no"})
     return (ModelConfig(**c["ModelConfig"]), DataConfig(**c["DataConfig"]), PeftSettings(**c["PeftSettings"]),
             EstimateConfig(**c["EstimateConfig"]), PlanConfig(**{**c["PlanConfig"], **spec.get("plan_overrides", {})}),
             args)
@@ -78,7 +79,7 @@ def train_arm(spec: dict) -> dict:
     memory.release()
     baseline = memory.rss_mb()  # process with libraries and tokenized data, before any model exists
     if spec["arm"] == "vanilla":
-        result = train(model_cfg, data_cfg, peft_cfg, args, prepared=prepared, overwrite=True)
+        result = train(model_cfg, data_cfg, peft_cfg, args, prepared=prepared, overwrite=True, resume=False)
         estimate_seconds = 0.0
     elif spec["arm"] in SEARCH_ARMS:
         method, overrides = SEARCH_ARMS[spec["arm"]]
@@ -87,8 +88,8 @@ def train_arm(spec: dict) -> dict:
                      RunOptions(overwrite_output_dir=True, method=method), prepared=prepared, search_cfg=search_cfg)
         estimate_seconds = result.summary["search_seconds"]  # the estimate too, for the combination
     else:
-        result = run(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, args, RunOptions(overwrite_output_dir=True),
-                     prepared=prepared)
+        result = run(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, args,
+                     RunOptions(overwrite_output_dir=True, resume=False), prepared=prepared)
         estimate_seconds = result.summary["estimate_seconds"]
     summary = result.summary
     weights_mb = model_megabytes(result.model)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from transformers.utils import logging as hf_logging
 
 from lightpeft.assets import resolve_model_path
 from lightpeft.core import arch, heads
-from lightpeft.errors import LightPeftError
+from lightpeft.errors import LightPeftError, refused_pickle
 from lightpeft.fingerprint import fingerprint
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,9 @@ def load_base(name_or_path: str, num_labels: int | None = None, regression: bool
     except OSError as err:  # no weight files at all: transformers names what it looked for
         raise LightPeftError(f"cannot load weights from {path} ({str(err).splitlines()[0]}); pass a model directory "
                              "with its weights") from None
+    except pickle.UnpicklingError as err:  # a pytorch_model.bin torch's weights_only loader refuses
+        raise refused_pickle(f"the weights of {path}", err, "use a checkpoint saved as safetensors "
+                             "(model.safetensors) from a source you trust") from None
     finally:
         hf_logging.set_verbosity(verbosity)
     _set_pad_from_eos(model.config)

@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from transformers import Trainer, TrainingArguments
 
 from lightpeft import memory
+from lightpeft.config import SHARDING_REFUSED
 from lightpeft.core import heads
 from lightpeft.core.peft_kinds import hf_model
 from lightpeft.data import make_collator, make_qa_compute_metrics
+from lightpeft.errors import LightPeftError
 from lightpeft.metrics import make_hf_compute_metrics, token_nll_for_metrics
 
 PAD_MULTIPLE = 16
@@ -77,6 +79,14 @@ def use_mean_loss_scaling(trainer: Trainer) -> None:
         trainer.model_accepts_loss_kwargs = False
 
 
+def refuse_sharding(trainer: Trainer, what: str) -> None:
+    """FSDP and DeepSpeed shard parameters and gradients: refuse them before a step, instead of statistics and saved
+    weights computed from one shard."""
+    how = "FSDP" if trainer.is_fsdp_enabled else "DeepSpeed" if trainer.is_deepspeed_enabled else None
+    if how:
+        raise LightPeftError(f"{what}: " + SHARDING_REFUSED.format(how=how))
+
+
 def make_trainer(model, args, train_ds, eval_ds, tokenizer, parts: TrainerParts, cls=Trainer, **extra) -> Trainer:
     trainer = cls(
         model=model,
@@ -91,6 +101,7 @@ def make_trainer(model, args, train_ds, eval_ds, tokenizer, parts: TrainerParts,
         **extra,
     )
     use_mean_loss_scaling(trainer)
+    refuse_sharding(trainer, "estimation" if cls is not Trainer else "training")
     return trainer
 
 

@@ -3,6 +3,7 @@
 
   prepare.py   tokenizer, task data and the task's base model, shared by a run's stages
   outputs.py   output directories: marker, overwrite rules, lock, atomic staging, main process only
+  resume.py    resumable staging areas: finished work of an interrupted command, checked settings, checkpoints
   train.py     the training stage (`lightpeft train`): any plan, or vanilla PEFT without one
   run.py       `lightpeft run`: estimate -> plan -> train (and the vanilla baseline beside it)
   run_dir.py   reading run directories back: `load_pruned`, `load_tasks`

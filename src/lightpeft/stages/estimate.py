@@ -14,8 +14,9 @@ from lightpeft.core.training import planned_steps
 from lightpeft.methods.light_peft.config import EstimateConfig, PlanConfig
 from lightpeft.methods.light_peft.estimate import Estimate, estimation_steps, run_estimation
 from lightpeft.methods.light_peft.plan_search import MIN_HOLDOUT, holdout_size, skipped, split_holdout
-from lightpeft.stages.outputs import claimed_output_dir, is_main_process, stage_inputs, staging
+from lightpeft.stages.outputs import claimed_output_dir, is_main_process, stage_inputs
 from lightpeft.stages.prepare import Prepared, load_task_base, prepare
+from lightpeft.stages.resume import resumable_staging, stage_settings
 from lightpeft.tracking import TRACKING_DIR, tensorboard_dir
 
 log = logging.getLogger(__name__)
@@ -24,15 +25,20 @@ log = logging.getLogger(__name__)
 def estimate(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, est_cfg: EstimateConfig,
              args: LightPeftTrainingArguments, prepared: Prepared | None = None, save: bool = True,
              overwrite: bool = False, plan_cfg: PlanConfig | None = None,
-             tracking_dir: str | Path | None = None) -> Estimate:
+             tracking_dir: str | Path | None = None, resume: bool = True) -> Estimate:
     """Estimation stage; writes `args.output_dir` (an estimate directory) when `save`. `plan_cfg`'s ratios define
     the keep sets that `--mask_convergence` watches. With `--report_to tensorboard`, the events (gate statistics
-    included) go to `tracking_dir` (default: `tensorboard/` in the estimate directory)."""
+    included) go to `tracking_dir` (default: `tensorboard/` in the estimate directory). `resume`: see `resume` (an
+    estimate is written only once complete, so an interrupted one is redone; a changed setting is refused as for
+    training)."""
     if not save:
         with tensorboard_dir(tracking_dir or Path(args.output_dir) / TRACKING_DIR, args):
             return _estimate(model_cfg, data_cfg, peft_cfg, est_cfg, args, prepared, plan_cfg)
-    with claimed_output_dir(args.output_dir, overwrite, stage_inputs(model_cfg, data_cfg)) as out:
-        with staging(out, "estimate") as stage_dir:
+    inputs = stage_inputs(model_cfg, data_cfg)
+    with claimed_output_dir(args.output_dir, overwrite, inputs) as out:
+        settings = stage_settings("estimate", args, (model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg or PlanConfig()),
+                                  inputs)
+        with resumable_staging(out, "estimate", settings, resume) as stage_dir:
             with tensorboard_dir(tracking_dir or stage_dir / TRACKING_DIR, args):
                 result = _estimate(model_cfg, data_cfg, peft_cfg, est_cfg, args, prepared, plan_cfg)
             if is_main_process():

@@ -6,8 +6,9 @@ Every output directory carries a marker file, `.lightpeft` (what wrote it, which
 staging directory last, so it appears with the complete artifact. `--overwrite_output_dir` replaces only an empty
 directory or one with the marker, and never the stage's inputs (or a directory holding one). The lock is a `flock`
 on `<parent>/.<name>.lock`, held by the main process from the first check to the final move; a second writer of
-the same directory is refused at once. Staging directories a killed run left (`<parent>/.<name>.XXXXXXXX`) are
-removed when the next run of that directory holds the lock.
+the same directory is refused at once. Staging directories a killed export or benchmark left
+(`<parent>/.<name>.XXXXXXXX`) are removed when the next command of that directory holds the lock; `run`, `estimate`
+and `train` stage in a resumable area instead (see `resume`).
 """
 
 from __future__ import annotations

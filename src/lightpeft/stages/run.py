@@ -5,12 +5,16 @@ retrain the searched plan from scratch), and the vanilla baseline beside it when
 from __future__ import annotations
 
 import dataclasses
+import logging
+from pathlib import Path
 
 from lightpeft.config import DataConfig, LightPeftTrainingArguments, ModelConfig, RunOptions
 from lightpeft.core.peft_kinds import PeftSettings, get_kind
+from lightpeft.core.plan import PLAN_FILE, Plan
 from lightpeft.core.training import planned_steps
 from lightpeft.io import write_json
 from lightpeft.methods.light_peft.config import EstimateConfig, PlanConfig
+from lightpeft.methods.light_peft.estimate import META_FILE, Estimate
 from lightpeft.methods.light_peft.planning import initial_state, make_plan
 from lightpeft.methods.light_peft.uniform import check_uniform_peft
 from lightpeft.methods.prune_peft.config import SearchConfig
@@ -18,10 +22,13 @@ from lightpeft.report import markdown_table
 from lightpeft.stages.estimate import estimate
 from lightpeft.stages.outputs import claimed_output_dir, is_main_process, stage_inputs, staging
 from lightpeft.stages.prepare import Prepared, prepare
+from lightpeft.stages.resume import resumable_staging, stage_settings
 from lightpeft.stages.run_dir import RUN_FILE
 from lightpeft.stages.search import search, write_search_dir
 from lightpeft.stages.train import RunResult, train_into
 from lightpeft.tracking import TRACKING_DIR
+
+log = logging.getLogger(__name__)
 
 
 def run(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, est_cfg: EstimateConfig,
@@ -42,19 +49,18 @@ def run(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, es
             with staging(out, "run") as stage_dir:
                 return _search_and_train(stage_dir, model_cfg, data_cfg, peft_cfg, search_cfg, args, options,
                                          prepared, (est_cfg, plan_cfg))
-    with claimed_output_dir(args.output_dir, options.overwrite_output_dir, stage_inputs(model_cfg, data_cfg)) as out:
+    inputs = stage_inputs(model_cfg, data_cfg)
+    with claimed_output_dir(args.output_dir, options.overwrite_output_dir, inputs) as out:
         prepared = prepared or prepare(model_cfg, data_cfg)
-        with staging(out, "run") as stage_dir:
+        settings = stage_settings("run", args, (model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg), inputs,
+                                  compare_vanilla=options.compare_vanilla)
+        with resumable_staging(out, "run", settings, options.resume) as stage_dir:
             result = _run_into(stage_dir, model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, args, options, prepared)
     return result
 
 
 def _run_into(stage_dir, model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, args, options, prepared) -> RunResult:
-    est = estimate(model_cfg, data_cfg, peft_cfg, est_cfg, args, prepared, save=False, plan_cfg=plan_cfg,
-                   tracking_dir=stage_dir / TRACKING_DIR / "estimate")
-    if is_main_process():
-        est.save(stage_dir / "estimate")
-    plan = make_plan(est, plan_cfg)
+    est, plan = _estimate_and_plan(stage_dir, model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, args, prepared)
     result = train_into(stage_dir, model_cfg, prepared, peft_cfg, training_args(args, est_cfg, est, prepared), plan,
                         initial_state(est, plan))
     light = result.summary
@@ -62,7 +68,7 @@ def _run_into(stage_dir, model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, args,
     rows = [_table_row("Light-PEFT", light)]
     if options.compare_vanilla:
         vanilla_dir = stage_dir / "vanilla"
-        vanilla_dir.mkdir()
+        vanilla_dir.mkdir(exist_ok=True)  # a resumed run may have begun it
         vanilla = train_into(vanilla_dir, model_cfg, prepared, peft_cfg, args, None, None).summary
         rows.insert(0, _table_row(f"vanilla {get_kind(peft_cfg.peft).label}", vanilla))
     light["summary_table"] = summary_table(rows)
@@ -102,6 +108,26 @@ def _search_and_train(stage_dir, model_cfg, data_cfg, peft_cfg, search_cfg, args
         (stage_dir / "summary.md").write_text(summary["summary_table"] + "\n")
         write_json(stage_dir / RUN_FILE, summary)
     return result
+
+
+def _estimate_and_plan(stage_dir: Path, model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, args, prepared):
+    """The estimate and plan of the run: the ones a resumed run finished (in `stage_dir`), else made and saved."""
+    est_dir, plan_file = stage_dir / "estimate", stage_dir / PLAN_FILE
+    if (est_dir / META_FILE).is_file():  # `Estimate.save` is atomic: there means complete
+        log.info("reusing the finished estimate in %s", est_dir)
+        est = Estimate.load(est_dir)
+    else:
+        est = estimate(model_cfg, data_cfg, peft_cfg, est_cfg, args, prepared, save=False, plan_cfg=plan_cfg,
+                       tracking_dir=stage_dir / TRACKING_DIR / "estimate")
+        if is_main_process():
+            est.save(est_dir)
+    if plan_file.is_file():
+        log.info("reusing the plan %s", plan_file)
+        return est, Plan.load(plan_file)
+    plan = make_plan(est, plan_cfg)
+    if is_main_process():
+        plan.save(plan_file)
+    return est, plan
 
 
 def training_args(args, est_cfg: EstimateConfig, est, prepared: Prepared):

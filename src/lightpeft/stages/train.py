@@ -7,8 +7,11 @@ modules and starts a fresh optimizer; it writes a run directory (see `run_dir`).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import os
+import pickle
 import platform
 import shutil
 from dataclasses import dataclass
@@ -24,13 +27,15 @@ from lightpeft.core.peft_modules import export_state
 from lightpeft.core.plan import Plan
 from lightpeft.core.training import make_trainer, measured
 from lightpeft.data import TaskData
+from lightpeft.errors import refused_pickle
 from lightpeft.fingerprint import tensors_fingerprint
 from lightpeft.io import write_json
 from lightpeft.metrics import GREATER_IS_BETTER, MAIN_METRIC
 from lightpeft.provenance import command_line
-from lightpeft.stages.outputs import Inputs, claimed_output_dir, is_main_process, stage_inputs, staging
+from lightpeft.stages.outputs import Inputs, claimed_output_dir, is_main_process, stage_inputs
 from lightpeft.stages.prepare import Prepared, load_task_base, prepare
-from lightpeft.stages.run_dir import RUN_FILE, RUN_SCHEMA_VERSION, RUN_WEIGHTS_FILE
+from lightpeft.stages.resume import MarkCompleteCheckpoints, last_checkpoint, resumable_staging, stage_settings
+from lightpeft.stages.run_dir import RUN_FILE, RUN_SCHEMA_VERSION, RUN_WEIGHTS_FILE, load_pruned, read_run
 from lightpeft.tracking import TRACKING_DIR, tensorboard_dir
 
 log = logging.getLogger(__name__)
@@ -48,7 +53,7 @@ class RunResult:
 def train(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, args: LightPeftTrainingArguments,
           plan: Plan | str | None = None, init_state: dict[str, torch.Tensor] | None = None,
           prepared: Prepared | None = None, overwrite: bool = False, output_dir: str | Path | None = None,
-          inputs: Inputs | None = None) -> RunResult:
+          inputs: Inputs | None = None, resume: bool = True) -> RunResult:
     """Training stage: the pruned model of any `plan` (whichever method made it), or vanilla PEFT without one.
 
     The plan says which PEFT kind sits on which module; `peft_cfg` only shapes the vanilla plan made when none is
@@ -56,16 +61,31 @@ def train(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, 
     plan)`); without it they start fresh. Writes a run directory and returns the summary (also written as
     run.json), the plan and the trained model. `inputs`: other paths the caller read for this run, by flag (e.g.
     `--estimate_dir`); the output directory may not be or hold any of them, nor the base, data or plan file.
+    `resume`: continue an interrupted run of the same settings from its last Trainer checkpoint (see `resume`).
     """
     plan_path = plan if isinstance(plan, (str, Path)) else None
     inputs = {**stage_inputs(model_cfg, data_cfg, plan_path=plan_path), **(inputs or {})}
     with claimed_output_dir(output_dir or args.output_dir, overwrite, inputs) as out:
         prepared = prepared or prepare(model_cfg, data_cfg)
-        with staging(out, "run") as stage_dir:
+        plan_print = tensors_fingerprint({}) if plan is None else _plan_fingerprint(plan)
+        settings = stage_settings("train", args, (model_cfg, data_cfg, peft_cfg), inputs, plan=plan_print,
+                                  init_state=tensors_fingerprint(init_state) if init_state else None)
+        with resumable_staging(out, "run", settings, resume) as stage_dir:
             return train_into(stage_dir, model_cfg, prepared, peft_cfg, args, plan, init_state)
 
 
+def _plan_fingerprint(plan: Plan | str | Path) -> str | None:
+    if isinstance(plan, Plan):
+        return hashlib.sha256(json.dumps(plan.to_json(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return None  # a plan file: its contents are among the input files
+
+
 def train_into(stage_dir: Path, model_cfg, prepared: Prepared, peft_cfg, args, plan, init_state) -> RunResult:
+    """Train into `stage_dir`; an arm a resumed run had finished there is reloaded, one it had begun continues
+    from its last complete Trainer checkpoint."""
+    if (stage_dir / RUN_FILE).is_file():  # written last: the arm is complete
+        log.info("reusing the finished training in %s", stage_dir)
+        return RunResult(read_run(stage_dir), Plan.load(stage_dir / "plan.json"), load_pruned(None, stage_dir))
     base = load_task_base(model_cfg, prepared.task, seed=args.seed)
     plan_path = plan if isinstance(plan, (str, Path)) else None
     if plan_path:
@@ -76,9 +96,16 @@ def train_into(stage_dir: Path, model_cfg, prepared: Prepared, peft_cfg, args, p
     stage_args = _stage_args(args, stage_dir / "trainer")
     with tensorboard_dir(stage_dir / TRACKING_DIR / "train", args):  # --report_to tensorboard: kept in the run
         trainer = make_trainer(model, stage_args, prepared.train_ds, prepared.eval_ds, prepared.tokenizer,
-                               prepared.trainer_parts())
+                               prepared.trainer_parts(), callbacks=[MarkCompleteCheckpoints()])
+    checkpoint = last_checkpoint(stage_dir / "trainer")
+    if checkpoint:
+        log.info("resuming training from %s", checkpoint)
     with measured() as stats:
-        trainer.train()
+        try:
+            trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        except pickle.UnpicklingError as err:  # optimizer / scheduler / RNG files are read with weights_only=True
+            raise refused_pickle(f"checkpoint {checkpoint}", err, "this run did not write it: pass --resume false "
+                                 "to discard the staging area and start over") from None
     in_training = [h for h in trainer.state.log_history if "eval_runtime" in h]  # evaluations inside train()
     stats.extra["eval_seconds"] = sum(h["eval_runtime"] for h in in_training)
     final = in_training[-1] if in_training else trainer.evaluate()

@@ -28,6 +28,10 @@ def taylor_rank_scores(lora_a: torch.Tensor, grad_a: torch.Tensor, lora_b: torch
     return (lora_a * grad_a).mean(dim=1).abs() + (lora_b * grad_b).mean(dim=0).abs()  # (r,)
 
 
+def _is_sharded(tensor: torch.Tensor) -> bool:
+    return type(tensor).__name__ == "DTensor" or hasattr(tensor, "ds_id")  # FSDP2 / DeepSpeed ZeRO parameters
+
+
 def masked_token_mean(values: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
     """Mean of per-token `values` (B, T) over positions where `attention_mask` is 1 (all if no mask fits).
 
@@ -113,6 +117,9 @@ class ImportanceTracker:
                 a, b = unit.down, unit.up
                 if a.grad is None or b.grad is None:
                     continue
+                if _is_sharded(a.grad) or _is_sharded(b.grad):  # a shard's A*dA is not the unit's score
+                    raise LightPeftError("PEFT gradients are sharded (FSDP/DeepSpeed); estimation needs whole "
+                                         "gradients on every rank: estimate with DDP or one process")
                 scores = taylor_rank_scores(a.float(), a.grad.float(), b.float(), b.grad.float())
                 self.rank_sum[index, : scores.numel()] += torch.nan_to_num(scores, nan=0.0, posinf=0.0).double()
             self.rank_count += 1
