@@ -101,7 +101,7 @@ def test_committed_promise_suite_parses():
     assert names == ["minilm-rotten-tomatoes", "minilm-sst2", "minilm-mrpc", "minilm-rte", "minilm-stsb",
                      "minilm-cola", "smollm2-sst2", "smollm2-mrpc"]
     for task in suite.tasks:
-        *_, bench_cfg, args = task_configs(task, REPO / "benchmarks" / "results" / "suite-promise")
+        *_, bench_cfg, args, _search = task_configs(task, REPO / "benchmarks" / "results" / "suite-promise")
         assert bench_cfg.seeds == [42, 43, 44] and "peer" in bench_cfg.arms and bench_cfg.threads == 1
         assert args.output_dir.endswith(f"tasks/{task.name}")
     assert "train_speedup" not in suite.tasks[-1].targets and suite.tasks[0].targets["train_speedup"].bound == 1.8
