@@ -95,7 +95,7 @@ def parse_values(command: str, values: dict, source: str, argv: list[str] | None
         raise LightPeftError(f"{source} has unknown keys: {', '.join(unknown)}; see `lightpeft {command} --help`")
     argv = list(argv or [])
     if PlanConfig in COMMANDS[command]:  # the recipe's values first; the file and the flags override them
-        recipe = recipe_values(_flag_value(argv, "recipe") or values.get("recipe", "default"))
+        recipe = recipe_values(_flag_value(argv, "recipe") or values.get("recipe", "paper"))
         parser.set_defaults(**{key: value for key, value in recipe.items() if key in known})
     parser.set_defaults(**values)
     *configs, rest = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True)

@@ -1,9 +1,11 @@
-"""Named recipes: sets of defaults for the estimation and planning flags.
+"""Named recipes: sets of values for the estimation and planning flags.
 
-`default` is the dataclasses' own defaults (what `EstimateConfig()` / `PlanConfig()` give): the recipe chosen by
-measurement for short runs on small machines (see the README's benchmark section). `paper` is Light-PEFT's exact
-recipe (Gu et al. 2024 and its scripts): gates ranked by value after an estimation of 10% of the run, a third of
-the heads and FFN neurons pruned, 75% of the PEFT modules and half of the ranks.
+* `paper` (the default, and the dataclasses' own defaults): Light-PEFT's exact recipe (Gu et al. 2024 and its
+  scripts): gates ranked by value after an estimation of 10% of the run, a third of the heads and FFN neurons
+  pruned, 75% of the PEFT modules and half of the ranks, then a fresh schedule of the whole run.
+* `accuracy`: the plan's size follows the task. Estimation runs at least 60 steps (at most half the run), holds out
+  256 training rows, and the head/FFN ratios are the cheapest whose predicted drop on those rows is at most 1 point
+  (see `plan_search`); the training stage runs the steps estimation left. Measured on Rotten Tomatoes (README).
 On the command line a recipe is applied first; a --config file and explicit flags override it.
 """
 
@@ -36,22 +38,25 @@ PAPER = {
     "round_to": 1,
 }
 
+ACCURACY = {
+    **PAPER,
+    "min_estimate_steps": 60,
+    "plan_search_examples": 256,
+    "max_metric_drop": 1.0,
+    "train_schedule": "remaining",
+}
 
-def _defaults(cls) -> dict:
-    return {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            for f in dataclasses.fields(cls)}
+VALUES = {"paper": PAPER, "accuracy": ACCURACY}
 
 
 def recipe_values(name: str) -> dict:
-    """Flag values of recipe `name`, for every field PAPER names, plus `recipe` itself."""
+    """Flag values of recipe `name` (every field PAPER names), plus `recipe` itself."""
     if name not in RECIPES:
         raise LightPeftError(f"--recipe must be one of {', '.join(RECIPES)}, got {name!r}")
-    defaults = {**_defaults(EstimateConfig), **_defaults(PlanConfig)}
-    values = PAPER if name == "paper" else {key: defaults[key] for key in PAPER}
-    return {**values, "recipe": name}
+    return {**VALUES[name], "recipe": name}
 
 
-def recipe_configs(name: str = "default", **overrides) -> tuple[EstimateConfig, PlanConfig]:
+def recipe_configs(name: str = "paper", **overrides) -> tuple[EstimateConfig, PlanConfig]:
     """(EstimateConfig, PlanConfig) of recipe `name`, with `overrides` (any field of either) on top."""
     values = {**recipe_values(name), **overrides}
     est_fields = {f.name for f in dataclasses.fields(EstimateConfig)}
