@@ -14,15 +14,13 @@ from lightpeft import (
     estimate,
     make_plan,
 )
-from lightpeft.methods.light_peft.plan_search import choose_ratios, drop_in_points, split_holdout
+from lightpeft.methods.light_peft.plan_search import choose_ratios, drop_in_points, scored_settings, split_holdout
 
 RATIOS = [0.0, 0.25, 0.5]
 
 
 def fake_search(drops: dict, **settings) -> dict:
-    cfg = PlanConfig()
-    recorded = {name: getattr(cfg, name) for name in ("structure_score", "head_scope", "ffn_scope", "gqa_policy",
-                                                      "round_to")}
+    recorded = scored_settings(PlanConfig())
     return {"metric": "accuracy", "metric_kind": "accuracy", "examples": 100, "reference": {"metric": 0.9},
             "settings": {**recorded, **settings},
             "candidates": [{"head_ratio": h, "ffn_ratio": f, "metric": 0.9 - d / 100, "predicted_drop": d}
@@ -68,6 +66,8 @@ def test_candidates_scored_with_other_settings_are_refused():
         choose_ratios(search, PlanConfig(max_metric_drop=1.0), ratio_cost)
     with pytest.raises(LightPeftError, match="--plan_search_examples"):
         choose_ratios(None, PlanConfig(max_metric_drop=1.0), ratio_cost)
+    with pytest.raises(LightPeftError, match="--uniform True"):
+        choose_ratios(fake_search({(0.0, 0.0): 0.0}), PlanConfig(max_metric_drop=1.0, uniform=True), ratio_cost)
 
 
 def test_max_metric_drop_and_a_budget_exclude_each_other():

@@ -36,7 +36,7 @@ from lightpeft.metrics import GREATER_IS_BETTER, MAIN_METRIC, compute_metrics
 log = logging.getLogger(__name__)
 
 # the plan settings the recorded candidates depend on: a plan asking for others cannot reuse them
-SCORED_SETTINGS = ("structure_score", "head_scope", "ffn_scope", "gqa_policy", "round_to")
+SCORED_SETTINGS = ("structure_score", "head_scope", "ffn_scope", "gqa_policy", "round_to", "uniform")
 UNBOUNDED_METRICS = ("perplexity",)  # reported in their own units; the others are fractions, reported x100
 MIN_INFORMATIVE_POINTS = 5.0  # how far the unpruned estimation model must beat a constant predictor
 
@@ -111,7 +111,7 @@ def score_candidates(trainer, gates: Gates, holdout, head_scores: torch.Tensor, 
             gates.head.copy_(saved[0])
             gates.ffn.copy_(saved[1])
     return {"metric": MAIN_METRIC[metric_kind], "metric_kind": metric_kind, "examples": len(holdout),
-            "reference": reference, "settings": {name: getattr(cfg, name) for name in SCORED_SETTINGS},
+            "reference": reference, "settings": scored_settings(cfg),
             "candidates": candidates}
 
 
@@ -134,14 +134,18 @@ def informative(search: dict) -> bool:
     return drop_in_points(search["metric_kind"], search["reference"]["metric"], chance) >= MIN_INFORMATIVE_POINTS
 
 
+def scored_settings(cfg: PlanConfig) -> dict:
+    return {name: getattr(cfg, name) for name in SCORED_SETTINGS}
+
+
 def check_candidates_fit(search: dict | None, cfg: PlanConfig) -> None:
     if not search or "skipped" in search:
         raise LightPeftError("--max_metric_drop needs candidate plans scored during estimation: re-run the estimate "
                              "with --plan_search_examples > 0 (e.g. 256)")
-    asked = {name: getattr(cfg, name) for name in SCORED_SETTINGS}
-    if asked != search["settings"]:
-        differing = ", ".join(f"--{k} {asked[k]} (scored: {search['settings'][k]})"
-                              for k in asked if asked[k] != search["settings"][k])
+    asked = scored_settings(cfg)
+    recorded = {**asked, **search["settings"]}  # estimates scored before a setting existed had its default
+    if asked != recorded:
+        differing = ", ".join(f"--{k} {asked[k]} (scored: {recorded[k]})" for k in asked if asked[k] != recorded[k])
         raise LightPeftError(f"the estimate scored its candidate plans with other settings: {differing}; re-run "
                              "the estimate with these flags or drop them")
 
