@@ -166,8 +166,7 @@ def run_estimation(base, tokenizer, train_ds, parts: TrainerParts, args, peft_cf
     names, module_imp, rank_imp = tracker.results()
     tracker.remove()
     _check_same_on_all_ranks(handle.gates.head.detach().clone())
-    head_masks = handle.gates.head.detach().float().cpu().clone()
-    ffn_masks = handle.gates.ffn.detach().float().cpu().clone()
+    head_masks, ffn_masks = handle.gates.values()
     handle.detach(hf_model)
     config = model.config
     meta = {

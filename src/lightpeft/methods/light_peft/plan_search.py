@@ -139,7 +139,7 @@ def scored_settings(cfg: PlanConfig) -> dict:
 
 
 def check_candidates_fit(search: dict | None, cfg: PlanConfig) -> None:
-    if not search or "skipped" in search:
+    if not search:
         raise LightPeftError("--max_metric_drop needs candidate plans scored during estimation: re-run the estimate "
                              "with --plan_search_examples > 0 (e.g. 256)")
     asked = scored_settings(cfg)
