@@ -19,7 +19,9 @@ from lightpeft import (
     PlanConfig,
     run,
 )
+from lightpeft.core.training import planned_steps
 from lightpeft.integrations import LightPeft
+from lightpeft.methods.light_peft.recipes import recipe_configs
 from lightpeft.stages.prepare import prepare
 
 from conftest import example_batch
@@ -78,6 +80,58 @@ def test_the_user_trainer_trains_the_pruned_model_and_save_writes_a_standard_che
     assert any("lora_" in n for n, _ in trainer.model.named_parameters())  # save merged a copy, not the model
 
 
+@pytest.fixture(scope="module")
+def accuracy_setup(base_model_dir, tiny_csv, tmp_path_factory):
+    """The accuracy recipe (held-out rows, candidate ratios, min_estimate_steps, remaining schedule) both ways."""
+    root = tmp_path_factory.mktemp("integration-accuracy")
+    est_cfg, plan_cfg = recipe_configs("accuracy", uniform=True)
+    reference = run(ModelConfig(str(base_model_dir)), DataConfig(task=str(tiny_csv), max_seq_length=16),
+                    PeftSettings(lora_r=8, lora_alpha=16.0, lora_dropout=0.05), est_cfg, plan_cfg,
+                    LightPeftTrainingArguments(output_dir=str(root / "run"), **TRAINING))
+    prepared = prepare(ModelConfig(str(base_model_dir)), DataConfig(task=str(tiny_csv), max_seq_length=16))
+    args = TrainingArguments(output_dir=str(root / "user"), **TRAINING)
+    light = LightPeft(LORA, recipe="accuracy", uniform=True)
+    model = light.prune(AutoModelForSequenceClassification.from_pretrained(base_model_dir, num_labels=2), args,
+                        prepared.train_ds, data_collator=prepared.trainer_parts().collator,
+                        processing_class=prepared.tokenizer)
+    trainer = Trainer(model=model, args=light.training_args(args), train_dataset=prepared.train_ds,
+                      data_collator=prepared.trainer_parts().collator, processing_class=prepared.tokenizer)
+    trainer.train()
+    return reference, light, trainer, root, len(prepared.train_ds)
+
+
+def test_the_accuracy_recipe_scores_the_same_candidates_and_chooses_the_same_plan(accuracy_setup):
+    reference, light, _, root, rows = accuracy_setup
+    ours, theirs = light.plan.to_json(), reference.plan.to_json()
+    for key in ("heads", "ffn", "kv_heads", "peft_modules", "peft_configs"):
+        assert ours[key] == theirs[key], key
+    assert ours["ratios"]["recipe"] == "accuracy" and ours["ratios"] == theirs["ratios"]
+    choice = ours["ratios"]["accuracy_choice"]  # on a random model the guard may keep every unit: still the same
+    assert choice == theirs["ratios"]["accuracy_choice"] and "examples" in choice
+    estimated = Estimate.load(root / "run" / "estimate")
+    search = light.estimate.meta["plan_candidates"]
+    assert search["examples"] == estimated.meta["plan_candidates"]["examples"] == rows // 4
+    # the same rows give the same scores (losses to float rounding: eval batches run through other kernels' paths)
+    assert len(search["candidates"]) == len(estimated.meta["plan_candidates"]["candidates"]) == 16
+    for ours_scored, theirs_scored in zip(search["candidates"], estimated.meta["plan_candidates"]["candidates"]):
+        assert ours_scored == pytest.approx(theirs_scored, rel=1e-5)
+    assert search["reference"] == pytest.approx(estimated.meta["plan_candidates"]["reference"], rel=1e-5)
+    # min_estimate_steps (60) is capped at half the run, as in `lightpeft run`
+    run_steps = planned_steps(TrainingArguments(output_dir="unused", **TRAINING), rows)
+    assert light.estimate.meta["steps"] == estimated.meta["steps"] == run_steps // 2
+
+
+def test_the_remaining_schedule_gives_the_user_trainer_the_steps_lightpeft_run_trains(accuracy_setup):
+    reference, light, trainer, _, rows = accuracy_setup
+    run_steps = planned_steps(TrainingArguments(output_dir="unused", **TRAINING), rows)
+    assert trainer.state.global_step == reference.summary["optimizer_steps"] == run_steps - run_steps // 2
+    args = TrainingArguments(output_dir="unused", max_steps=40, use_cpu=True)
+    assert light.training_args(args).max_steps == 40 - light.estimate.meta["steps"] and args.max_steps == 40
+    paper = LightPeft(LORA)
+    paper.estimate, paper.train_rows = light.estimate, 10
+    assert paper.training_args(args) is args  # the paper recipe trains the whole schedule again
+
+
 def test_wrong_inputs_give_one_line_errors(base_model_dir):
     light = LightPeft()
     with pytest.raises(LightPeftError, match="prune"):
@@ -92,3 +146,16 @@ def test_wrong_inputs_give_one_line_errors(base_model_dir):
         LightPeft(object())
     with pytest.raises(LightPeftError, match="--peft lora"):
         LightPeft(PeftSettings(peft="adapter"), plan=PlanConfig(uniform=True))
+    with pytest.raises(LightPeftError, match="not both"):
+        LightPeft(LORA, plan=PlanConfig(), recipe="accuracy")
+    with pytest.raises(LightPeftError, match="--recipe"):
+        LightPeft(LORA, recipe="fast")
+    with pytest.raises(LightPeftError, match="unknown"):
+        LightPeft(LORA, head_ratios=0.2)
+    with pytest.raises(LightPeftError, match="before training_args"):
+        light.training_args(TrainingArguments(output_dir="x", use_cpu=True))
+    model = AutoModelForSequenceClassification.from_pretrained(base_model_dir, num_labels=2)
+    with pytest.raises(LightPeftError, match="does not fit"):
+        light.prune(model, TrainingArguments(output_dir="x", use_cpu=True), [], metric="perplexity")
+    with pytest.raises(LightPeftError, match="datasets.Dataset"):
+        LightPeft(LORA, recipe="accuracy").prune(model, TrainingArguments(output_dir="x", use_cpu=True), [{}] * 64)

@@ -13,7 +13,7 @@ from lightpeft.core.peft_kinds import PeftSettings
 from lightpeft.core.training import planned_steps
 from lightpeft.methods.light_peft.config import EstimateConfig, PlanConfig
 from lightpeft.methods.light_peft.estimate import Estimate, estimation_steps, run_estimation
-from lightpeft.methods.light_peft.plan_search import MIN_HOLDOUT, holdout_size, skipped, split_holdout
+from lightpeft.methods.light_peft.plan_search import split_for_search
 from lightpeft.stages.outputs import claimed_output_dir, is_main_process, stage_inputs
 from lightpeft.stages.prepare import Prepared, load_task_base, prepare
 from lightpeft.stages.resume import resumable_staging, stage_settings
@@ -50,14 +50,8 @@ def _estimate(model_cfg, data_cfg, peft_cfg, est_cfg, args, prepared, plan_cfg) 
     prepared = prepared or prepare(model_cfg, data_cfg)
     base = load_task_base(model_cfg, prepared.task, seed=args.seed)
     steps = estimation_steps(est_cfg, planned_steps(args, len(prepared.train_ds)))
-    train_ds, holdout, not_scored = prepared.train_ds, None, None
-    if est_cfg.plan_search_examples:
-        if prepared.task.kind == "qa":  # its metric needs answer texts of whole examples, not windows
-            not_scored = skipped("extractive QA is not scored on held-out rows yet")
-        elif not holdout_size(len(train_ds), est_cfg.plan_search_examples):
-            not_scored = skipped(f"{len(train_ds)} training rows are too few to hold out {MIN_HOLDOUT}")
-        else:
-            train_ds, holdout = split_holdout(train_ds, est_cfg.plan_search_examples, args.seed)
+    train_ds, holdout, not_scored = split_for_search(prepared.train_ds, est_cfg.plan_search_examples, args.seed,
+                                                     prepared.task.kind)
     log.info("estimation: %d steps of masks + %s on %d linears%s", steps, peft_cfg.peft,
              len(arch.linear_names(base.model, peft_cfg.estimate_roles())),
              f", then candidate plans scored on {len(holdout)} held-out rows" if holdout is not None else "")

@@ -61,8 +61,8 @@ def run(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, es
 
 def _run_into(stage_dir, model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, args, options, prepared) -> RunResult:
     est, plan = _estimate_and_plan(stage_dir, model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, args, prepared)
-    result = train_into(stage_dir, model_cfg, prepared, peft_cfg, training_args(args, est_cfg, est, prepared), plan,
-                        initial_state(est, plan))
+    train_args = training_args(args, est_cfg, est, len(prepared.train_ds))
+    result = train_into(stage_dir, model_cfg, prepared, peft_cfg, train_args, plan, initial_state(est, plan))
     light = result.summary
     light["estimate_seconds"] = est.meta["stats"]["seconds"]
     rows = [_table_row("Light-PEFT", light)]
@@ -130,12 +130,12 @@ def _estimate_and_plan(stage_dir: Path, model_cfg, data_cfg, peft_cfg, est_cfg, 
     return est, plan
 
 
-def training_args(args, est_cfg: EstimateConfig, est, prepared: Prepared):
+def training_args(args, est_cfg: EstimateConfig, est, train_rows: int):
     """The training stage's arguments: the run's own, or with `--train_schedule remaining` cut to the steps that
-    estimation left of the run (the PEFT weights continue from it)."""
+    estimation left of a run on `train_rows` rows (the PEFT weights continue from it)."""
     if est_cfg.train_schedule == "full":
         return args
-    remaining = planned_steps(args, len(prepared.train_ds)) - est.meta["steps"]
+    remaining = planned_steps(args, train_rows) - est.meta["steps"]
     return dataclasses.replace(args, max_steps=max(1, remaining))
 
 

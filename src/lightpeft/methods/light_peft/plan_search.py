@@ -76,6 +76,18 @@ def split_holdout(train_ds, examples: int, seed: int):
     return shuffled.select(range(count, len(shuffled))), shuffled.select(range(count))
 
 
+def split_for_search(train_ds, examples: int, seed: int, task_kind: str):
+    """(estimation rows, held-out rows or None, record of a search that cannot run or None) for
+    `--plan_search_examples examples`: what every estimation (`lightpeft estimate`, `LightPeft.prune`) holds out."""
+    if not examples:
+        return train_ds, None, None
+    if task_kind == "qa":  # its metric needs answer texts of whole examples, not windows
+        return train_ds, None, skipped("extractive QA is not scored on held-out rows yet")
+    if not holdout_size(len(train_ds), examples):
+        return train_ds, None, skipped(f"{len(train_ds)} training rows are too few to hold out {MIN_HOLDOUT}")
+    return (*split_holdout(train_ds, examples, seed), None)
+
+
 def score_candidates(trainer, gates: Gates, holdout, head_scores: torch.Tensor, ffn_scores: torch.Tensor,
                      cfg: PlanConfig, ratios: list[float], group_size: int, metric_kind: str) -> dict:
     """Held-out metric and loss of every (head ratio, FFN ratio) in `ratios` x `ratios`, and of the unpruned
