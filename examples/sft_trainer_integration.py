@@ -11,6 +11,7 @@ estimation left (`light.training_args(args)`); with --uniform (the default here)
 """
 
 import argparse
+import logging
 
 from datasets import Dataset
 from peft import LoraConfig
@@ -67,6 +68,7 @@ def main() -> None:
     parser.add_argument("--plain", action="store_true", help="run the script without the Light-PEFT lines")
     parser.add_argument("--report_to", default="none", help="e.g. tensorboard (pip install 'lightpeft[tracking]')")
     cli = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")  # Light-PEFT's progress lines
 
     from lightpeft.assets import resolve_model_path
 

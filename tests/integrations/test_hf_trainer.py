@@ -2,6 +2,7 @@
 plan `lightpeft run` gives for the same seed, data and collator; `save` exports what the user's Trainer trained."""
 
 import json
+import logging
 
 import pytest
 import torch
@@ -121,8 +122,8 @@ def test_the_accuracy_recipe_scores_the_same_candidates_and_chooses_the_same_pla
     assert light.estimate.meta["steps"] == estimated.meta["steps"] == run_steps // 2
 
 
-def test_the_remaining_schedule_gives_the_user_trainer_the_steps_lightpeft_run_trains(accuracy_setup):
-    reference, light, trainer, _, rows = accuracy_setup
+def test_the_remaining_schedule_gives_the_user_trainer_the_steps_lightpeft_run_trains(accuracy_setup, caplog):
+    reference, light, trainer, root, rows = accuracy_setup
     run_steps = planned_steps(TrainingArguments(output_dir="unused", **TRAINING), rows)
     assert trainer.state.global_step == reference.summary["optimizer_steps"] == run_steps - run_steps // 2
     args = TrainingArguments(output_dir="unused", max_steps=40, use_cpu=True)
@@ -130,6 +131,12 @@ def test_the_remaining_schedule_gives_the_user_trainer_the_steps_lightpeft_run_t
     paper = LightPeft(LORA)
     paper.estimate, paper.train_rows = light.estimate, 10
     assert paper.training_args(args) is args  # the paper recipe trains the whole schedule again
+    with caplog.at_level(logging.WARNING, logger="lightpeft"):
+        light.save(trainer, root / "export")
+        assert "Trainer ran" not in caplog.text
+        light.train_steps += 1  # as if the user's Trainer had kept the whole schedule
+        light.save(trainer, root / "export", overwrite=True)
+        assert "Trainer ran" in caplog.text
 
 
 def test_wrong_inputs_give_one_line_errors(base_model_dir):

@@ -3,15 +3,16 @@ for `get_peft_model`, then your Trainer trains the pruned model as it would any 
 
     model = AutoModelForSequenceClassification.from_pretrained(BASE, num_labels=2)
   - model = get_peft_model(model, lora_config)
-  + light = LightPeft(lora_config, plan=PlanConfig(uniform=True))
+  + light = LightPeft(lora_config, recipe="accuracy", uniform=True)
   + model = light.prune(model, args, train_ds, data_collator=collator, processing_class=tokenizer)
+  + args = light.training_args(args)            # the steps estimation left (train_schedule, below)
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=dev_ds, ...)
     trainer.train()
   + light.save(trainer, "exports/my-model")      # a standard checkpoint for uniform plans, with a model card
 
 `prune` runs what `lightpeft run` runs before training, with your arguments, data and collator: the checkpoint is
 loaded as the task model seeded with `args.seed`, gates and LoRA on every linear train for the estimation steps
-(`EstimateConfig`), the plan is chosen (`PlanConfig`), and a fresh copy of the checkpoint is pruned to it with the
+(`EstimateConfig`: `estimate_steps`, or `estimate_fraction` of your run raised to `min_estimate_steps`), the plan is chosen (`PlanConfig`), and a fresh copy of the checkpoint is pruned to it with the
 estimated LoRA and head weights. So the same seed, data and collator give the same plan as `lightpeft run`
 (`tests/integrations`). The model you pass only names the checkpoint and task (`name_or_path`, its head, labels):
 it is reloaded, as `lightpeft run` reloads its base, so load it however you like (or pass the path).
@@ -103,6 +104,7 @@ class LightPeft:
         self.base_path: str | None = None
         self.task_kind = "classification"
         self.train_rows = 0
+        self.train_steps: int | None = None  # what the user's Trainer should run under train_schedule="remaining"
 
     def prune(self, model, args: TrainingArguments, train_dataset, data_collator=None, processing_class=None,
               num_labels: int | None = None, task_kind: str | None = None, metric: str | None = None
@@ -139,10 +141,10 @@ class LightPeft:
                  f"{counts['foundation_params_after']:,}", f"{counts['foundation_params_before']:,}",
                  len(self.plan.peft_modules), _choice_note(self.plan))
         if self.estimate_config.train_schedule == "remaining":
-            left = self.training_args(args).max_steps
+            self.train_steps = self.training_args(args).max_steps
             log.info("Light-PEFT train_schedule 'remaining': estimation took %d of the run's %d steps; train the "
                      "pruned model for the %d left: Trainer(..., args=light.training_args(args))",
-                     self.estimate.meta["steps"], planned_steps(args, len(train_dataset)), left)
+                     self.estimate.meta["steps"], planned_steps(args, len(train_dataset)), self.train_steps)
         return prune(self._load(path, kind, labels, args.seed), self.plan, self.estimate)
 
     def training_args(self, args: TrainingArguments) -> TrainingArguments:
@@ -160,6 +162,10 @@ class LightPeft:
             raise LightPeftError("call LightPeft.prune(...) before save(...): there is no plan yet")
         model = getattr(trainer_or_model, "model", trainer_or_model)
         trainer = trainer_or_model if model is not trainer_or_model else None
+        if trainer is not None and self.train_steps and trainer.state.global_step != self.train_steps:
+            log.warning("your Trainer ran %d steps; with train_schedule 'remaining' `lightpeft run` trains the %d "
+                        "that estimation left (build the Trainer with args=light.training_args(args))",
+                        trainer.state.global_step, self.train_steps)
         tokenizer = getattr(trainer, "processing_class", None)
         config = hf_model(model).config
         names = [config.id2label[i] for i in sorted(config.id2label)] if self.task_kind == "classification" else None

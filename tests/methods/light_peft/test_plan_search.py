@@ -180,6 +180,8 @@ def test_constant_predictor_is_the_majority_class():
     assert constant_predictor_metric(rows, "accuracy") == pytest.approx(0.75)
     assert constant_predictor_metric(rows, "mcc") == pytest.approx(0.0)
     assert constant_predictor_metric(rows, "pearson") is None
+    # a user's own dataset (LightPeft.prune) names the column as transformers' collators accept it
+    assert constant_predictor_metric(Dataset.from_dict({"label": [0, 1, 0, 0]}), "accuracy") == pytest.approx(0.75)
 
 
 def test_a_search_that_could_not_run_keeps_the_fixed_ratios_and_says_why():

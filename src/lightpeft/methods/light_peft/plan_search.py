@@ -129,9 +129,11 @@ def score_candidates(trainer, gates: Gates, holdout, head_scores: torch.Tensor, 
 
 def constant_predictor_metric(holdout, metric_kind: str) -> float | None:
     """The metric of always predicting the held-out rows' majority class (None where no such baseline applies)."""
-    if metric_kind in ("pearson", "perplexity", "squad") or "labels" not in holdout.column_names:
+    # the names transformers' collators take labels from (lightpeft's features: `labels`; a user's: often `label`)
+    column = next((name for name in ("labels", "label", "label_ids") if name in holdout.column_names), None)
+    if metric_kind in ("pearson", "perplexity", "squad") or column is None:
         return None
-    labels = np.asarray(holdout["labels"])
+    labels = np.asarray(holdout[column])
     majority = np.bincount(labels).argmax()
     logits = np.zeros((len(labels), int(labels.max()) + 1))
     logits[:, majority] = 1.0
