@@ -12,8 +12,9 @@ for `get_peft_model`, then your Trainer trains the pruned model as it would any 
 
 `prune` runs what `lightpeft run` runs before training, with your arguments, data and collator: the checkpoint is
 loaded as the task model seeded with `args.seed`, gates and LoRA on every linear train for the estimation steps
-(`EstimateConfig`: `estimate_steps`, or `estimate_fraction` of your run raised to `min_estimate_steps`), the plan is chosen (`PlanConfig`), and a fresh copy of the checkpoint is pruned to it with the
-estimated LoRA and head weights. So the same seed, data and collator give the same plan as `lightpeft run`
+(`EstimateConfig`: `estimate_steps`, or `estimate_fraction` of your run raised to `min_estimate_steps`), the plan
+is chosen (`PlanConfig`), and a fresh copy of the checkpoint is pruned to it with the estimated LoRA and head
+weights. So the same seed, data and collator give the same plan as `lightpeft run`
 (`tests/integrations`). The model you pass only names the checkpoint and task (`name_or_path`, its head, labels):
 it is reloaded, as `lightpeft run` reloads its base, so load it however you like (or pass the path).
 Estimation puts LoRA on every linear whatever `target_modules` says: Light-PEFT chooses the modules itself, keeping
