@@ -215,6 +215,8 @@ def _choice_note(plan: Plan) -> str:
         return ""
     if "skipped" in choice:
         return f" (fixed ratios: {choice['skipped']})"
+    if choice.get("uninformative"):
+        return " (nothing pruned in the backbone: the estimation model does not beat a constant predictor yet)"
     return f" (ratios chosen on held-out rows: heads {choice['head_ratio']}, FFN {choice['ffn_ratio']})"
 
 
