@@ -71,7 +71,8 @@ def test_the_searched_mixed_plan_retrains_saves_and_reloads_with_the_same_logits
                    PeftSettings(), args, plan=str(searched / "plan.json"))
     assert result.summary["method"] == "prune-peft" and result.summary["peft"] == "lora+adapter"
     plan = Plan.load(searched / "plan.json")
-    assert result.summary["trainable_params"] - plan.counts["peft_params_after"] == 32 * 2 + 2  # + the classifier
+    # + the classifier and BERT's pooler (hidden 32), which train as the head
+    assert result.summary["trainable_params"] - plan.counts["peft_params_after"] == 32 * 2 + 2 + 32 * 32 + 32
     reloaded = load_pruned(str(base_model_dir), run_dir).eval()
     with torch.no_grad():
         torch.testing.assert_close(reloaded(**example_batch()).logits, result.model(**example_batch()).logits)
@@ -130,4 +131,4 @@ def test_light_peft_then_prune_peft_searches_on_the_pruned_backbone(base_model_d
     record = json.loads((out / "search" / "search.json").read_text())
     assert plan.counts["peft_params_after"] == record["final_params"] <= record["budget_params"]
     summary = json.loads((out / "run.json").read_text())
-    assert summary["trainable_params"] == record["final_params"] + 32 * 2 + 2
+    assert summary["trainable_params"] == record["final_params"] + 32 * 2 + 2 + 32 * 32 + 32  # + classifier, pooler
