@@ -23,13 +23,18 @@ from lightpeft.errors import LightPeftError
 LABEL_KEYS = ("labels", "start_positions", "end_positions")  # the teacher needs no loss of its own
 
 
+def check_distillable(task_kind: str) -> None:
+    """Refuse, before any training, a task kind without a soft-target loss here (extractive QA)."""
+    if task_kind == "qa":
+        raise LightPeftError("--distill_weight supports classification, regression and causal-LM tasks, not "
+                             "extractive QA; drop --distill_weight")
+
+
 def soft_target_kind(model: nn.Module) -> str:
     """`classification`, `regression` or `causal_lm`: which soft-target loss fits `model` (QA is refused)."""
     model = hf_model(model)
     kind = heads.kind_of_model(model)
-    if kind == "qa":
-        raise LightPeftError("--distill_weight supports classification, regression and causal-LM tasks, not "
-                             "extractive QA; drop --distill_weight")
+    check_distillable(kind)
     if kind == "classification" and (model.config.problem_type == "regression" or model.config.num_labels == 1):
         return "regression"
     return kind

@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 
 from lightpeft.config import DataConfig, LightPeftTrainingArguments, ModelConfig, RunOptions
+from lightpeft.core.distill import check_distillable
 from lightpeft.core.peft_kinds import PeftSettings, get_kind
 from lightpeft.core.plan import PLAN_FILE, Plan
 from lightpeft.core.training import planned_steps
@@ -57,6 +58,8 @@ def run(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, es
     inputs = stage_inputs(model_cfg, data_cfg)
     with claimed_output_dir(args.output_dir, options.overwrite_output_dir, inputs) as out:
         prepared = prepared or prepare(model_cfg, data_cfg)
+        if args.distill_weight:  # before the estimation, not after it
+            check_distillable(prepared.task.kind)
         settings = stage_settings("run", args, (model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg), inputs,
                                   compare_vanilla=options.compare_vanilla)
         with resumable_staging(out, "run", settings, options.resume) as stage_dir:

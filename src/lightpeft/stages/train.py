@@ -23,7 +23,7 @@ from safetensors.torch import save_file
 
 from lightpeft.config import DataConfig, LightPeftTrainingArguments, ModelConfig, to_dict
 from lightpeft.core.build import build_model, fresh_backbone_state, vanilla_plan
-from lightpeft.core.distill import DistillationTrainer, module_megabytes
+from lightpeft.core.distill import DistillationTrainer, check_distillable, module_megabytes
 from lightpeft.core.peft_kinds import PeftSettings, hf_model
 from lightpeft.core.peft_modules import export_state
 from lightpeft.core.plan import Plan
@@ -78,6 +78,8 @@ def train(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, 
     inputs = {**stage_inputs(model_cfg, data_cfg, plan_path=plan_path), **(inputs or {})}
     with claimed_output_dir(output_dir or args.output_dir, overwrite, inputs) as out:
         prepared = prepared or prepare(model_cfg, data_cfg)
+        if args.distill_weight:
+            check_distillable(prepared.task.kind)
         plan_print = tensors_fingerprint({}) if plan is None else _plan_fingerprint(plan)
         settings = stage_settings("train", args, (model_cfg, data_cfg, peft_cfg), inputs, plan=plan_print,
                                   init_state=tensors_fingerprint(init_state) if init_state else None)
