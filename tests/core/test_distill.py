@@ -75,7 +75,7 @@ def test_student_identical_to_its_teacher_has_no_soft_target_loss(kind, tmp_path
     probe = _SoftLossAtStart(trainer)
     trainer.add_callback(probe)
     trainer.train()
-    assert probe.first == 0.0
+    assert probe.first.item() == 0.0
     # and with weight 1, a zero soft-target loss is a zero gradient (up to float rounding in the softmax backward)
     grads = step_grads(distill_trainer(kind, str(tmp_path), 1.0, per_device_train_batch_size=ROWS))
     task = step_grads(build_trainer(kind, "training", str(tmp_path), per_device_train_batch_size=ROWS))
@@ -91,6 +91,8 @@ def test_teacher_never_changes_and_gets_no_grad(kind, tmp_path):
     student_before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
     trainer.train()
     assert trainer.last_soft_target_loss > 0
+    logged = [h["soft_target_loss"] for h in trainer.state.log_history if "soft_target_loss" in h]
+    assert len(logged) == 2 and all(value > 0 for value in logged)  # logging_steps 1: one mean per step
     assert not teacher.training and not any(p.requires_grad or p.grad is not None for p in teacher.parameters())
     assert all(torch.equal(before[n], p) for n, p in teacher.state_dict().items())
     assert not any(p is q for p in trainer.model.parameters() for q in teacher.parameters())

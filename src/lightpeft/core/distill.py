@@ -65,7 +65,8 @@ class DistillationTrainer(Trainer):
         self.teacher = freeze(teacher).to(self.args.device)
         self.distill_weight, self.distill_temperature = distill_weight, distill_temperature
         self.soft_target_kind = soft_target_kind(self.model)
-        self.last_soft_target_loss: float | None = None  # of the latest micro-batch (tests read it)
+        self.last_soft_target_loss: torch.Tensor | None = None  # mean of the latest micro-batch (tests read it)
+        self._soft_sum, self._soft_count = 0.0, 0  # since the last log, on the device (no per-step host sync)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not model.training:  # evaluation: the task loss alone
@@ -77,9 +78,16 @@ class DistillationTrainer(Trainer):
         total, count = soft_target_loss(outputs.logits, teacher_logits, self.soft_target_kind,
                                         self.distill_temperature, inputs.get("labels"))
         soft = total / self._task_loss_divisor(num_items_in_batch, count)
-        self.last_soft_target_loss = float(soft.detach())
+        self.last_soft_target_loss = (total / max(1, count)).detach()  # per row / response token
+        self._soft_sum, self._soft_count = self._soft_sum + self.last_soft_target_loss, self._soft_count + 1
         loss = (1.0 - self.distill_weight) * task_loss + self.distill_weight * soft
         return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict, *args, **kwargs) -> None:
+        if self._soft_count and "loss" in logs:  # the mean soft-target loss of the micro-batches since the last log
+            logs["soft_target_loss"] = float(self._soft_sum) / self._soft_count
+            self._soft_sum, self._soft_count = 0.0, 0
+        super().log(logs, *args, **kwargs)
 
     def _task_loss_divisor(self, num_items_in_batch, count):
         """What the task loss was divided by, so both terms take the same share of a step's gradient.
