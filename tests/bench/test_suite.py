@@ -102,6 +102,9 @@ def test_committed_promise_suite_parses():
                      "minilm-cola", "smollm2-sst2", "smollm2-mrpc"]
     for task in suite.tasks:
         *_, bench_cfg, args, _search = task_configs(task, REPO / "benchmarks" / "results" / "suite-promise")
-        assert bench_cfg.seeds == [42, 43, 44] and "peer" in bench_cfg.arms and bench_cfg.threads == 1
+        assert bench_cfg.seeds == [42, 43, 44] and bench_cfg.threads == 1 and bench_cfg.arms[:2] == ["vanilla",
+                                                                                                  "light-peft"]
         assert args.output_dir.endswith(f"tasks/{task.name}")
+    assert [t.name for t in suite.tasks if "peer" in task_configs(t, REPO)[-3].arms] == ["minilm-stsb", "minilm-cola",
+                                                                                         "smollm2-sst2", "smollm2-mrpc"]
     assert "train_speedup" not in suite.tasks[-1].targets and suite.tasks[0].targets["train_speedup"].bound == 1.8

@@ -55,8 +55,9 @@ def test_placement_and_what_trains(placement, roles):
     assert targets == arch.linear_names(model, roles)
     add_adapters(model, targets, 4)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    # the head: the classifier and BERT's pooler, which only the classifier reads (core/heads.py)
     assert trainable == {f"{t}.adapter.{part}.weight" for t in targets for part in ("down", "up")} | {
-        "classifier.weight", "classifier.bias"}
+        "classifier.weight", "classifier.bias", "bert.pooler.dense.weight", "bert.pooler.dense.bias"}
 
 
 def test_all_ones_gates_leave_logits_unchanged(family):
@@ -167,7 +168,8 @@ def test_module_ratio_and_unit_taylor_scores_match_hand_computation():
 def test_state_round_trip_and_wrong_shapes_are_refused():
     source = adapters_everywhere(tiny_model(), seed=1)
     state = export_state(source)
-    assert all(k.endswith((".adapter_down", ".adapter_up")) or k.startswith("classifier.") for k in state)
+    assert all(k.endswith((".adapter_down", ".adapter_up")) or k.startswith(("classifier.", "bert.pooler."))
+               for k in state)
     target = add_adapters(tiny_model(), arch.linear_names(tiny_model(), ["o", "ffn_out"]), 4)
     import_state(target, state)
     batch = tiny_batch()

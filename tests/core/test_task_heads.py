@@ -539,3 +539,46 @@ def test_a_trained_regression_head_of_the_checkpoint_keeps_its_bias(tmp_path):
     task = load_task(DataConfig(task=str(tmp_path / "sts.csv")))
     base = load_task_base(ModelConfig(model_name_or_path=str(model_dir)), task)
     assert base.model.classifier.bias.item() == pytest.approx(-1.25)
+
+
+@pytest.mark.parametrize("family, expected", [("bert", {"bert.pooler"}), ("distilbert", {"pre_classifier"}),
+                                              ("deberta-v2", {"pooler"}), ("modernbert", {"head"}),
+                                              ("electra", set())])
+def test_the_layers_before_a_classifier_train_with_it(family, expected):
+    """peft's SEQ_CLS trains `classifier` only: DistilBERT's pre_classifier, DeBERTa's pooler and ModernBERT's head
+    would stay frozen at their random init, BERT's pooler at the checkpoint's. lightpeft trains and saves them."""
+    from families import DISCOVERED_ENCODERS
+    from transformers import AutoModelForSequenceClassification
+
+    from lightpeft.core import arch
+    from lightpeft.core.heads import head_modules, pre_head_modules
+    from lightpeft.core.peft_kinds import wrap_with_lora
+    from lightpeft.core.peft_modules import trained_heads
+
+    config = (BertConfig(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                         intermediate_size=37) if family == "bert" else DISCOVERED_ENCODERS[family]())
+    config.num_labels = 2
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(config)
+    assert set(pre_head_modules(model)) == expected and expected <= set(head_modules(model))
+    targets = arch.linear_names(model, ["q", "v"])
+    lora = wrap_with_lora(model, targets, r=2, alpha=4.0, dropout=0.0)
+    trained = trained_heads(lora)
+    assert set(trained) == expected | {"classifier"}
+    for name in expected:  # the copy that runs trains; the original stays frozen
+        assert all(p.requires_grad for p in trained[name].parameters())
+    # only LoRA and the head train, nothing of the backbone
+    backbone_trained = [n for n, p in lora.named_parameters() if p.requires_grad
+                 and "lora_" not in n and "modules_to_save" not in n]
+    assert backbone_trained == []
+
+
+def test_qa_and_causal_lm_models_have_no_layers_before_a_head():
+    from lightpeft.core.heads import pre_head_modules
+
+    config = BertConfig(vocab_size=120, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                        intermediate_size=37)
+    assert pre_head_modules(AutoModelForQuestionAnswering.from_config(config)) == {}
+    llama = LlamaConfig(vocab_size=120, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                        num_key_value_heads=2, intermediate_size=37)
+    assert pre_head_modules(AutoModelForCausalLM.from_config(llama)) == {}

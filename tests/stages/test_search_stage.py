@@ -71,7 +71,8 @@ def test_the_searched_mixed_plan_retrains_saves_and_reloads_with_the_same_logits
                    PeftSettings(), args, plan=str(searched / "plan.json"))
     assert result.summary["method"] == "prune-peft" and result.summary["peft"] == "lora+adapter"
     plan = Plan.load(searched / "plan.json")
-    assert result.summary["trainable_params"] - plan.counts["peft_params_after"] == 32 * 2 + 2  # + the classifier
+    # + the classifier and BERT's pooler (hidden 32), which train as the head
+    assert result.summary["trainable_params"] - plan.counts["peft_params_after"] == 32 * 2 + 2 + 32 * 32 + 32
     reloaded = load_pruned(str(base_model_dir), run_dir).eval()
     with torch.no_grad():
         torch.testing.assert_close(reloaded(**example_batch()).logits, result.model(**example_batch()).logits)
@@ -101,6 +102,8 @@ def another_models_assignment(tmp_path):
     (["--budget_params", "10"], "is below the smallest candidate module"),
     (["--criteria", "magnitude"], "unknown criterion 'magnitude'"),
     (["--combine", "sum"], "--combine must be one of"),
+    (["--depth_blocks", "2"], "--depth_blocks must be one of 4, 1"),
+    (["--depth_blocks", "1", "--criteria_assignment", "paper"], "paper is a table for 4 depth blocks"),
     (["--budget_params", "100", "--budget_fraction", "0.5"], "give one budget"),
     (["--criteria_assignment", "ASSIGNMENT"], "was made for another base model"),
 ])
@@ -114,6 +117,15 @@ def test_bad_search_input_is_one_error_line_and_writes_nothing(more, expected, b
     assert code == 2 and len(errors) == 1 and expected in errors[0], err
     assert "Traceback" not in err
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) in ([], ["assignment.json"])
+
+
+def test_a_four_block_assignment_is_refused_by_a_one_block_search(searched, base_model_dir, tiny_csv, tmp_path,
+                                                                   capsys):
+    out = tmp_path / "one-block"
+    code = main(search_argv(base_model_dir, tiny_csv, out, "--budget_params", "2600", "--depth_blocks", "1",
+                            "--criteria_assignment", str(searched / "assignment.json")))
+    err = capsys.readouterr().err
+    assert code == 2 and "was made with 4 depth blocks, this search uses 1" in err and not out.exists()
 
 
 def test_light_peft_then_prune_peft_searches_on_the_pruned_backbone(base_model_dir, tiny_csv, tmp_path):
@@ -130,4 +142,4 @@ def test_light_peft_then_prune_peft_searches_on_the_pruned_backbone(base_model_d
     record = json.loads((out / "search" / "search.json").read_text())
     assert plan.counts["peft_params_after"] == record["final_params"] <= record["budget_params"]
     summary = json.loads((out / "run.json").read_text())
-    assert summary["trainable_params"] == record["final_params"] + 32 * 2 + 2
+    assert summary["trainable_params"] == record["final_params"] + 32 * 2 + 2 + 32 * 32 + 32  # + classifier, pooler

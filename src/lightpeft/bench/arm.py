@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from lightpeft import memory
-from lightpeft.bench.config import SEARCH_ARMS, TRAINING_VARIANT_FLAGS, split_variant
+from lightpeft.bench.config import SEARCH_ARMS, TRAINING_VARIANT_FLAGS, search_arm, split_variant
 from lightpeft.bench.flops import forward_flops, train_step_flops
 from lightpeft.bench.latency import batches_of, longest_batch, model_megabytes, time_inference
 from lightpeft.bench.live_memory import train_live_peak, trainer_optimizer
@@ -29,7 +29,6 @@ from lightpeft.core.training import PAD_MULTIPLE
 from lightpeft.errors import LightPeftError
 from lightpeft.io import write_json
 from lightpeft.methods.light_peft.config import EstimateConfig, PlanConfig
-from lightpeft.methods.prune_peft.config import SearchConfig
 from lightpeft.stages.prepare import prepare
 from lightpeft.stages.run import run
 from lightpeft.stages.run_dir import load_pruned, read_run
@@ -85,8 +84,7 @@ def train_arm(spec: dict) -> dict:
         result = train(model_cfg, data_cfg, peft_cfg, args, prepared=prepared, overwrite=True, resume=False)
         estimate_seconds = 0.0
     elif spec["arm"] in SEARCH_ARMS:
-        method, overrides = SEARCH_ARMS[spec["arm"]]
-        search_cfg = SearchConfig(**{**spec["configs"].get("SearchConfig", {}), **overrides})
+        method, search_cfg = search_arm(spec["arm"], spec["configs"].get("SearchConfig", {}))
         result = run(model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, args,
                      RunOptions(overwrite_output_dir=True, method=method), prepared=prepared, search_cfg=search_cfg)
         estimate_seconds = result.summary["search_seconds"]  # the estimate too, for the combination

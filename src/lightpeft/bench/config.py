@@ -7,15 +7,29 @@ import json
 from dataclasses import dataclass, field
 
 from lightpeft.errors import LightPeftError
+from lightpeft.methods.prune_peft.config import SearchConfig
+from lightpeft.methods.prune_peft.criteria import CRITERIA
 
 DEFAULT_ARMS = ("vanilla", "light-peft")
-# PrunePEFT arms: the search at the budget, random pruning to the same budget (its ablation), and the search on
-# Light-PEFT's pruned backbone; each is `lightpeft run --method ...` with the search flags
+# PrunePEFT arms: the search at the budget, its ablations (random pruning to the same budget; one criterion of
+# Table 1 scoring every partition, no warm-up; one depth block per module kind, warm-up as usual) and the search on
+# Light-PEFT's pruned backbone; each is `lightpeft run --method ...` with the search flags and the arm's overrides
+SINGLE_CRITERION_ARMS = {f"prune-peft-only-{c}": ("prune_peft", {"criteria_assignment": "uniform", "criteria": [c]})
+                         for c in CRITERIA}
 SEARCH_ARMS = {"prune-peft": ("prune_peft", {}), "prune-peft-random": ("prune_peft", {"combine": "random"}),
+               **SINGLE_CRITERION_ARMS,
+               "prune-peft-no-blocks": ("prune_peft", {"depth_blocks": 1, "criteria_assignment": "warmup"}),
                "light-peft+prune-peft": ("light_peft+prune_peft", {})}
 ARMS = (*DEFAULT_ARMS, "peer", *SEARCH_ARMS)
-LABELS = {"prune-peft": "PrunePEFT", "prune-peft-random": "random pruning", "light-peft+prune-peft":
-          "Light-PEFT + PrunePEFT"}
+LABELS = {"prune-peft": "PrunePEFT", "prune-peft-random": "random pruning",
+          **{arm: f"PrunePEFT, {overrides['criteria'][0]} only" for arm, (_, overrides) in SINGLE_CRITERION_ARMS.items()},
+          "prune-peft-no-blocks": "PrunePEFT, no depth blocks", "light-peft+prune-peft": "Light-PEFT + PrunePEFT"}
+
+
+def search_arm(arm: str, search_flags: dict) -> tuple[str, SearchConfig]:
+    """A PrunePEFT arm's `--method` and search settings: the bench's search flags with the arm's overrides."""
+    method, overrides = SEARCH_ARMS[arm]
+    return method, SearchConfig(**{**search_flags, **overrides})
 
 
 def variant_arm(variant: str) -> str:
@@ -78,7 +92,9 @@ class BenchConfig:
         metadata={"help": f"Arms to run: {', '.join(ARMS)}. `peer`: LoRA q,v in a plain peft + transformers Trainer "
                   "script (lightpeft/bench/peer.py) on the same data and settings, to check the vanilla arm is as "
                   "fast as what a user would write. The PrunePEFT arms search with the search flags (e.g. "
-                  "--budget_fraction); random pruning stops at the same budget."},
+                  "--budget_fraction); random pruning stops at the same budget; `prune-peft-only-CRITERION` scores "
+                  "every partition by that one criterion (no warm-up); `prune-peft-no-blocks` uses one depth block "
+                  "per module kind (warm-up as usual)."},
     )
     infer_batch_sizes: list[int] = field(
         default_factory=lambda: [1, 32], metadata={"help": "Inference batch sizes to time (dev examples)."}

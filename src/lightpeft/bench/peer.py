@@ -8,7 +8,8 @@
 
 It shares no model, PEFT or training code with lightpeft: the checkpoint loads with
 `AutoModelForSequenceClassification`, peft's `LoraConfig` puts LoRA (r=8) on its default targets for the
-architecture (BERT `query`/`value`, Llama `q_proj`/`v_proj`: LoRA q,v), `DataCollatorWithPadding` pads each
+architecture (BERT `query`/`value`, Llama `q_proj`/`v_proj`: LoRA q,v) and the classifier trains with the layers
+just before it (BERT's pooler, as lightpeft trains them), `DataCollatorWithPadding` pads each
 batch to its longest row (dynamic padding) and the stock `Trainer` trains. lightpeft is used only to read the
 same rows (`load_task`: the same files, split and subsample), to find the packaged checkpoints (`minilm`,
 `smollm2`) and to score with the same metric definitions. `lightpeft bench --arms vanilla light-peft peer` runs
@@ -57,6 +58,17 @@ class PeerArguments:
     result_file: str | None = field(default=None, metadata={"help": "Write the metric and timings here (JSON)."})
 
 
+def layers_before_classifier(model) -> list[str]:
+    """The layers between backbone and classifier that SEQ_CLS leaves frozen (BERT's pooler, DistilBERT's
+    pre_classifier, DeBERTa's pooler, ModernBERT's head): trained here as lightpeft trains them, so both arms
+    train the same parameters."""
+    names = [n for n in ("pre_classifier", "pooler", "head") if isinstance(getattr(model, n, None), torch.nn.Module)]
+    backbone = getattr(model, model.base_model_prefix, None)
+    if isinstance(getattr(backbone, "pooler", None), torch.nn.Module):
+        names.append(f"{model.base_model_prefix}.pooler")
+    return names
+
+
 def train_peer(peer: PeerArguments, args: TrainingArguments) -> dict:
     """Fine-tune LoRA q,v on the task with a stock Trainer; the dev metric per epoch and the training time."""
     if peer.threads:
@@ -81,7 +93,8 @@ def train_peer(peer: PeerArguments, args: TrainingArguments) -> dict:
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=task.num_labels, dtype=torch.float32)
     model.config.pad_token_id = tokenizer.pad_token_id
     lora = LoraConfig(task_type=TaskType.SEQ_CLS, r=peer.lora_r, lora_alpha=peer.lora_alpha,
-                      lora_dropout=peer.lora_dropout)  # target_modules: peft's default for the architecture (q, v)
+                      lora_dropout=peer.lora_dropout,  # target_modules: peft's default for the architecture (q, v)
+                      modules_to_save=layers_before_classifier(model) or None)
     model = get_peft_model(model, lora)
 
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,

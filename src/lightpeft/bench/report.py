@@ -79,7 +79,7 @@ def markdown(bench: dict) -> str:
     if bench.get("ratios"):
         parts += ["", "## Light-PEFT / vanilla", "",
                   markdown_table(["figure", "ratio"], [[k, _fmt(v, 3)] for k, v in bench["ratios"].items()])]
-        parts += ["", "## Targets (issue #3)", "",
+        parts += ["", "## Targets", "",
                   markdown_table(["figure", "target", "measured", "met"],
                                  [[t["figure"], t["target"], _fmt(t["measured"], 3), t["met"]]
                                   for t in bench["targets"]])]

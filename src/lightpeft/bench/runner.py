@@ -21,7 +21,7 @@ from pathlib import Path
 
 from lightpeft.bench.aggregate import check_targets, compute_ratios, peer_comparison, summarise_arm, tradeoff_points
 from lightpeft.bench.arm import peer_arguments, training_args_to_json
-from lightpeft.bench.config import all_arms, arm_label, parse_variant
+from lightpeft.bench.config import SEARCH_ARMS, all_arms, arm_label, parse_variant
 from lightpeft.bench.report import markdown, plot, plot_tradeoff
 from lightpeft.config import to_dict
 from lightpeft.errors import LightPeftError
@@ -148,7 +148,7 @@ def _assemble(bench_cfg, data_cfg, per_arm: dict, configs: dict, training: dict)
         bench["tradeoff"] = tradeoff_points(arms)
     if "vanilla" in arms and "peer" in arms:
         bench["peer"] = peer_comparison(arms["vanilla"], arms["peer"])
-    for label in ("PrunePEFT", "random pruning", "Light-PEFT + PrunePEFT"):
+    for label in map(arm_label, SEARCH_ARMS):
         if "vanilla" in arms and label in arms:  # "estimate" time is the search's for these arms
             bench.setdefault("search_ratios", {})[label] = compute_ratios(arms[label], arms["vanilla"])
     return bench

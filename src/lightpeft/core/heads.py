@@ -49,6 +49,15 @@ TASK_MODEL_MAPPINGS = {
 # one: a causal LM trains PEFT modules only (its lm_head is often the input embedding matrix, tied).
 HEAD_NAMES = ("classifier", "score", "qa_outputs")
 QA_HEAD = "qa_outputs"
+# Layers a sequence classifier puts between the backbone and its classifier: DistilBERT's `pre_classifier`,
+# DeBERTa's `pooler` (ContextPooler) and ModernBERT's `head` (the task class adds them, randomly initialised), and
+# BERT's backbone `pooler`, which only the classifier reads. They train with the head. Why: peft's SEQ_CLS trains
+# `classifier`/`score` only, which leaves the first three frozen at their random init and BERT's pooler frozen at
+# whatever the checkpoint holds; all-MiniLM-L6-v2's was never trained (the sentence embedder mean-pools), and with it
+# frozen LoRA q,v on CoLA stayed at MCC 0. RoBERTa's and ELECTRA's classification heads hold their dense layer
+# inside `classifier`, so they train it already.
+PRE_HEAD_NAMES = ("pre_classifier", "pooler", "head")
+BACKBONE_POOLER = "pooler"
 DECODER_TYPES = tuple(sorted(t for t, spec in arch.ARCHITECTURES.items() if not spec.encoder))
 
 
@@ -106,8 +115,26 @@ def peft_task_type(model: nn.Module) -> TaskType | None:
 
 
 def modules_to_save(model: nn.Module) -> list[str] | None:
-    """Heads peft must train and save beside LoRA that its task type does not add itself (QA's span head)."""
-    return [QA_HEAD] if hasattr(model, QA_HEAD) else None
+    """Heads peft must train and save beside LoRA that its task type does not add itself: QA's span head, a
+    classifier's layers between backbone and classifier (`pre_head_modules`, by their full names)."""
+    if hasattr(model, QA_HEAD):
+        return [QA_HEAD]
+    return list(pre_head_modules(model)) or None
+
+
+def pre_head_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """A sequence classifier's layers between its backbone and its classifier (`PRE_HEAD_NAMES`), by name relative
+    to the HF model; empty for QA, causal LMs and classifiers without any (RoBERTa, the decoders' `score`)."""
+    if kind_of_model(model) != "classification" or not any(hasattr(model, h) for h in ("classifier", "score")):
+        return {}
+    found = {name: module for name, module in model.named_children()
+             if name in PRE_HEAD_NAMES and any(True for _ in module.parameters())}
+    prefix = getattr(model, "base_model_prefix", "")
+    backbone = getattr(model, prefix, None) if prefix else None
+    pooler = getattr(backbone, BACKBONE_POOLER, None) if isinstance(backbone, nn.Module) else None
+    if isinstance(pooler, nn.Module) and any(True for _ in pooler.parameters()):
+        found[f"{prefix}.{BACKBONE_POOLER}"] = pooler
+    return found
 
 
 def is_causal_lm(model: nn.Module) -> bool:
@@ -116,12 +143,13 @@ def is_causal_lm(model: nn.Module) -> bool:
 
 
 def head_modules(model: nn.Module) -> dict[str, nn.Module]:
-    """The trainable task head(s) of an HF model: outermost modules named like `HEAD_NAMES`."""
+    """The trainable task head(s) of an HF model: outermost modules named like `HEAD_NAMES`, and the layers before
+    a classifier (`pre_head_modules`)."""
     heads = {}
     for name, module in model.named_modules():
         if name.rpartition(".")[2] in HEAD_NAMES and not any(name.startswith(h + ".") for h in heads):
             heads[name] = module
-    return heads
+    return {**pre_head_modules(model), **heads}
 
 
 def head_prefixes(model: nn.Module) -> tuple[str, ...]:

@@ -64,7 +64,8 @@ def write_search_dir(directory: Path, outcome: SearchOutcome) -> None:
     plan = outcome.plan
     plan.save(directory / "plan.json")
     save_assignment(directory / ASSIGNMENT_FILE, outcome.assignment, outcome.assignment_source, plan.base_fingerprint,
-                    plan.model_type, plan.num_layers, outcome.warmup["counts"] if outcome.warmup else None)
+                    plan.model_type, plan.num_layers, outcome.warmup["counts"] if outcome.warmup else None,
+                    len(outcome.record["blocks"]))
     write_json(directory / SEARCH_FILE, {"schema_version": SEARCH_SCHEMA_VERSION, **outcome.record,
                                          "assignment_source": outcome.assignment_source,
                                          "assignment": outcome.assignment, "survivors": outcome.survivors})

@@ -25,6 +25,12 @@ def test_blocks_follow_relative_depth_and_match_the_papers_24_layer_split():
                                                                                  "lora/block3", "adapter/block1"]
 
 
+def test_one_depth_block_holds_every_layer_per_module_kind():
+    assert blocks(24, 1) == [list(range(24))] and blocks(2, 1) == [[0, 1]]
+    assert partition_of("adapter_o/13", 24, 1) == "adapter_o/block0"
+    assert partitions_of(["lora/0", "adapter/0", "lora/5", "adapter/1"], 6, 1) == ["lora/block0", "adapter/block0"]
+
+
 def test_union_rule_keeps_ties_and_adds_each_criteria_favourite_partition():
     parts = ["p1", "p2", "p3", "p4"]
     counts = {
@@ -72,6 +78,7 @@ def test_assignment_round_trip_on_the_same_base(saved):
     (dict(partitions={"lora/block0": ["gradient"]}), "no criteria for partition adapter/block0"),
     (dict(partitions={"lora/block0": ["gradient"], "adapter/block0": ["size"]}), "unknown criterion 'size'"),
     (dict(schema_version=7), "is not a version-1 assignment"),
+    (dict(blocks=[[0, 1]]), "was made with 1 depth blocks, this search uses 4"),
 ])
 def test_a_wrong_assignment_file_is_a_one_line_error(saved, change, message):
     saved.write_text(json.dumps({**json.loads(saved.read_text()), **change}))
@@ -86,3 +93,15 @@ def test_a_missing_or_corrupt_assignment_file_is_a_one_line_error(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(LightPeftError, match="is not valid JSON"):
         load_assignment(tmp_path / "bad.json", ["lora/block0"], "abc", 2)
+
+
+def test_an_assignment_is_reused_only_with_the_depth_blocks_it_was_made_with(tmp_path):
+    path = tmp_path / "assignment.json"
+    table = {"lora/block0": ["gradient"], "adapter/block0": ["weight"]}
+    save_assignment(path, table, "warmup", "abc", "bert", 2, num_blocks=1)
+    assert json.loads(path.read_text())["blocks"] == [[0, 1]]
+    assert load_assignment(path, list(table), "abc", 2, num_blocks=1) == table
+    # the same partition names, other layers: block0 of 4 blocks is layer 0 only
+    with pytest.raises(LightPeftError, match="made with 1 depth blocks, this search uses 4; search with the "
+                       "--depth_blocks it was made with"):
+        load_assignment(path, list(table), "abc", 2)

@@ -58,6 +58,37 @@ def test_one_round_removes_exactly_k_and_the_plan_counts_what_remains(data, tmp_
     assert round_1["train"]["steps"] == 2
 
 
+TINY_WARMUP = dict(warmup_samples=16, warmup_turns=1, warmup_prune=1, warmup_epochs=1)
+
+
+def test_a_one_block_search_partitions_by_module_kind_only_and_runs_the_warm_up(data, tmp_path):
+    cfg = SearchConfig(budget_params=2600, max_rounds=1, round_steps=2, depth_blocks=1, **TINY_WARMUP)
+    outcome = run_search(data, PeftSettings(), cfg, args(tmp_path))
+    assert outcome.record["blocks"] == [[0, 1]]
+    assert set(outcome.record["partition_of"].values()) == {"lora/block0", "adapter/block0"}
+    assert outcome.assignment_source == "warmup" and set(outcome.assignment) == {"lora/block0", "adapter/block0"}
+    assert all(set(by_partition) <= {"lora/block0", "adapter/block0"}
+               for by_partition in outcome.warmup["counts"].values())
+    # both layers of a kind are scored by the same criteria
+    criteria = outcome.rounds[0]["criteria"]
+    assert criteria["lora/0"] == criteria["lora/1"] and criteria["adapter/0"] == criteria["adapter/1"]
+    four = run_search(data, PeftSettings(), SearchConfig(budget_params=2600, max_rounds=1, **FAST), args(tmp_path))
+    assert four.record["blocks"] == [[0], [], [], [1]] and len(set(four.record["partition_of"].values())) == 4
+
+
+def test_a_single_criterion_search_scores_every_partition_by_it_without_warm_up(data, tmp_path):
+    cfg = SearchConfig(budget_params=2600, max_rounds=1, round_steps=2, criteria_assignment="uniform",
+                       criteria=["sensitivity"])
+    outcome = run_search(data, PeftSettings(), cfg, args(tmp_path))
+    assert outcome.warmup is None and outcome.record["warmup_seconds"] == 0.0
+    assert outcome.assignment_source == "uniform"
+    assert outcome.assignment == {p: ["sensitivity"] for p in ["lora/block0", "adapter/block0", "lora/block3",
+                                                                "adapter/block3"]}
+    (round_1,) = outcome.rounds
+    assert set(round_1["scores"]) == {"sensitivity"}
+    assert set(map(tuple, round_1["criteria"].values())) == {("sensitivity",)}
+
+
 def test_the_budget_stops_the_search(data, tmp_path):
     supernet = build_supernet(data.make_base(), PeftSettings(), SearchConfig())
     budget = supernet.params - 1  # one module less is enough

@@ -9,6 +9,7 @@ from lightpeft.config import check_positive
 from lightpeft.core.peft_kinds import PEFT_ROLES
 from lightpeft.errors import LightPeftError
 from lightpeft.methods.prune_peft.criteria import check_criteria
+from lightpeft.methods.prune_peft.partitions import DEPTH_BLOCKS, NUM_BLOCKS
 
 COMBINERS = ("eq1", "block_dynamic", "random")
 ASSIGNMENTS = ("warmup", "paper", "uniform")  # or a path to an assignment JSON file
@@ -60,10 +61,17 @@ class SearchConfig:
     )
     criteria_assignment: str = field(
         default="warmup",
-        metadata={"help": "Which criteria score which partition (4 depth blocks x module kind): `warmup` (the "
+        metadata={"help": "Which criteria score which partition (depth block x module kind): `warmup` (the "
                   "paper: single-criterion pruning on a small subset, by pruning frequency), `paper` (the released "
-                  "code's fixed table), `uniform` (every module by every --criteria: the no-partition ablation, or "
-                  "one criterion), or an assignment.json a previous search wrote (skips the warm-up)."},
+                  "code's fixed table, 4 blocks only), `uniform` (every module by every --criteria, no warm-up; "
+                  "with one criterion: the single-criterion ablation), or an assignment.json a previous search wrote "
+                  "with the same --depth_blocks (skips the warm-up)."},
+    )
+    depth_blocks: int = field(
+        default=NUM_BLOCKS,
+        metadata={"help": f"Depth blocks the layers are cut into, crossed with the module kind: {NUM_BLOCKS} (the "
+                  "paper: relative depth < 0.2, < 0.5, < 0.8, the rest) or 1 (one block over all depths per module "
+                  "kind: the no-block-partition ablation; the warm-up still assigns criteria per module kind)."},
     )
     combine: str = field(
         default="eq1",
@@ -106,6 +114,12 @@ class SearchConfig:
             raise LightPeftError("--criteria is empty; name at least one of the criteria")
         if self.combine not in COMBINERS:
             raise LightPeftError(f"--combine must be one of {', '.join(COMBINERS)}, got {self.combine!r}")
+        if self.depth_blocks not in DEPTH_BLOCKS:
+            raise LightPeftError(f"--depth_blocks must be one of {', '.join(map(str, DEPTH_BLOCKS))}, got "
+                                 f"{self.depth_blocks}")
+        if self.criteria_assignment == "paper" and self.depth_blocks != NUM_BLOCKS:
+            raise LightPeftError(f"--criteria_assignment paper is a table for {NUM_BLOCKS} depth blocks; drop "
+                                 f"--depth_blocks {self.depth_blocks} or use warmup / uniform")
         if self.reinit not in REINIT:
             raise LightPeftError(f"--reinit must be one of {', '.join(REINIT)}, got {self.reinit!r}")
 

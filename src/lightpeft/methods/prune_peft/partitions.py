@@ -1,5 +1,5 @@
 """Partitions of the search space and which criteria score each: 4 depth blocks by relative depth, crossed with the
-module group (`lora`, `adapter`, ...).
+module group (`lora`, `adapter`, ...); or 1 block over all depths (`--depth_blocks 1`, the no-partition ablation).
 
 Blocks are fixed once, by the relative depth l / (L - 1) of a layer: < 0.2, < 0.5, < 0.8, the rest (24 layers:
 0-4, 5-11, 12-18, 19-23, the released code's first-round split). The released code recomputed them every round from
@@ -22,6 +22,9 @@ from lightpeft.methods.prune_peft.criteria import check_criteria
 
 BLOCK_EDGES = (0.2, 0.5, 0.8)
 NUM_BLOCKS = len(BLOCK_EDGES) + 1
+# relative-depth edges by number of blocks: the paper's 4, or 1 (every depth in one block)
+EDGES = {NUM_BLOCKS: BLOCK_EDGES, 1: ()}
+DEPTH_BLOCKS = tuple(EDGES)
 ASSIGNMENT_SCHEMA_VERSION = 1
 ASSIGNMENT_FILE = "assignment.json"
 
@@ -33,25 +36,27 @@ PAPER_TABLE = {
 }
 
 
-def block_of(layer: int, num_layers: int) -> int:
+def block_of(layer: int, num_layers: int, num_blocks: int = NUM_BLOCKS) -> int:
     depth = layer / max(num_layers - 1, 1)
-    return next((b for b, edge in enumerate(BLOCK_EDGES) if depth < edge), len(BLOCK_EDGES))
+    edges = EDGES[num_blocks]
+    return next((b for b, edge in enumerate(edges) if depth < edge), len(edges))
 
 
-def blocks(num_layers: int) -> list[list[int]]:
+def blocks(num_layers: int, num_blocks: int = NUM_BLOCKS) -> list[list[int]]:
     """The layers of each block (a block may be empty on a shallow model)."""
-    return [[layer for layer in range(num_layers) if block_of(layer, num_layers) == b] for b in range(NUM_BLOCKS)]
+    return [[layer for layer in range(num_layers) if block_of(layer, num_layers, num_blocks) == b]
+            for b in range(num_blocks)]
 
 
-def partition_of(candidate: str, num_layers: int) -> str:
-    """`lora/7` -> `lora/block1` (for 24 layers)."""
+def partition_of(candidate: str, num_layers: int, num_blocks: int = NUM_BLOCKS) -> str:
+    """`lora/7` -> `lora/block1` (for 24 layers and 4 blocks)."""
     group, layer = candidate.split("/")
-    return f"{group}/block{block_of(int(layer), num_layers)}"
+    return f"{group}/block{block_of(int(layer), num_layers, num_blocks)}"
 
 
-def partitions_of(candidates: list[str], num_layers: int) -> list[str]:
+def partitions_of(candidates: list[str], num_layers: int, num_blocks: int = NUM_BLOCKS) -> list[str]:
     """The partitions holding at least one of `candidates`, in first-seen order."""
-    return list(dict.fromkeys(partition_of(c, num_layers) for c in candidates))
+    return list(dict.fromkeys(partition_of(c, num_layers, num_blocks) for c in candidates))
 
 
 def uniform_assignment(partitions: list[str], criteria: list[str]) -> dict[str, list[str]]:
@@ -85,15 +90,16 @@ def assign_by_frequency(counts: dict[str, dict[str, int]], partitions: list[str]
 
 
 def save_assignment(path: Path, assignment: dict[str, list[str]], source: str, base_fingerprint: str,
-                    model_type: str, num_layers: int, counts: dict | None = None) -> None:
+                    model_type: str, num_layers: int, counts: dict | None = None, num_blocks: int = NUM_BLOCKS) -> None:
     write_json(path, {"schema_version": ASSIGNMENT_SCHEMA_VERSION, "source": source,
                       "base_fingerprint": base_fingerprint, "model_type": model_type, "num_layers": num_layers,
-                      "blocks": blocks(num_layers), "partitions": assignment, "warmup_counts": counts})
+                      "blocks": blocks(num_layers, num_blocks), "partitions": assignment, "warmup_counts": counts})
 
 
-def load_assignment(path: str | Path, partitions: list[str], base_fingerprint: str,
-                    num_layers: int) -> dict[str, list[str]]:
-    """The assignment in `path` (a file or a search directory), checked against this search's base and partitions."""
+def load_assignment(path: str | Path, partitions: list[str], base_fingerprint: str, num_layers: int,
+                    num_blocks: int = NUM_BLOCKS) -> dict[str, list[str]]:
+    """The assignment in `path` (a file or a search directory), checked against this search's base, blocks and
+    partitions."""
     path = Path(path)
     if path.is_dir():
         path = path / ASSIGNMENT_FILE
@@ -110,6 +116,12 @@ def load_assignment(path: str | Path, partitions: list[str], base_fingerprint: s
         raise LightPeftError(f"assignment file {path} was made for another base model (fingerprint "
                              f"{data.get('base_fingerprint')}, {data.get('num_layers')} layers; this one: "
                              f"{base_fingerprint}, {num_layers} layers); {fix}")
+    made_with = data.get("blocks")
+    if made_with != blocks(num_layers, num_blocks):
+        # the same partition names mean other layers under another block count: block0 of 4 is not block0 of 1
+        count = len(made_with) if isinstance(made_with, list) else "unknown"
+        raise LightPeftError(f"assignment file {path} was made with {count} depth blocks, this search uses "
+                             f"{num_blocks}; search with the --depth_blocks it was made with")
     table = data.get("partitions")
     if not isinstance(table, dict) or not all(isinstance(v, list) and v for v in table.values()):
         raise LightPeftError(f"assignment file {path} has no partitions -> criteria table; {fix}")

@@ -142,8 +142,8 @@ def run_search(data: SearchData, peft_cfg: PeftSettings, cfg: SearchConfig, args
     supernet = build_supernet(base, peft_cfg, cfg, structure, method)
     budget = resolve_budget(cfg, supernet, base, peft_cfg)
     layers = supernet.num_layers
-    partition = {c: partitions.partition_of(c, layers) for c in supernet.names}
-    all_partitions = partitions.partitions_of(supernet.names, layers)
+    partition = {c: partitions.partition_of(c, layers, cfg.depth_blocks) for c in supernet.names}
+    all_partitions = partitions.partitions_of(supernet.names, layers, cfg.depth_blocks)
     assignment, source, warmup = choose_assignment(data, supernet, cfg, args, base, all_partitions, partition)
     k = cfg.prune_per_round or max(1, round(layers / 6))
     rows = stratified_subset(data.train_ds, max(1, round(cfg.search_data_fraction * len(data.train_ds))), args.seed)
@@ -187,7 +187,8 @@ def run_search(data: SearchData, peft_cfg: PeftSettings, cfg: SearchConfig, args
     record = {"budget_params": budget, "budget_met": final <= budget, "supernet_params": supernet.params,
               "supernet_modules": supernet.names, "candidate_params": params, "final_params": final,
               "kept_modules": remaining, "prune_per_round": k, "rounds": len(rounds), "search_rows": len(rows),
-              "blocks": partitions.blocks(layers), "partition_of": partition, "seconds": time.perf_counter() - start,
+              "blocks": partitions.blocks(layers, cfg.depth_blocks), "partition_of": partition,
+              "seconds": time.perf_counter() - start,
               "round_seconds": sum(r["train"]["seconds"] for r in rounds),
               "warmup_seconds": warmup["seconds"] if warmup else 0.0}
     plan.ratios = {**(structure.ratios if structure is not None else {}), "search": {k_: record[k_] for k_ in ("budget_params", "budget_met", "supernet_params",
@@ -200,7 +201,8 @@ def choose_assignment(data: SearchData, supernet: Supernet, cfg: SearchConfig, a
                       all_partitions: list[str], partition: dict[str, str]):
     """-> (partition -> criteria, where it came from, warm-up record or None)."""
     if cfg.assignment_file:
-        table = partitions.load_assignment(cfg.assignment_file, all_partitions, base.fingerprint, supernet.num_layers)
+        table = partitions.load_assignment(cfg.assignment_file, all_partitions, base.fingerprint, supernet.num_layers,
+                                           cfg.depth_blocks)
         return table, f"file {cfg.assignment_file}", None
     if cfg.criteria_assignment == "paper":
         return partitions.paper_assignment(all_partitions), "paper", None
