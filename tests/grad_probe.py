@@ -103,3 +103,13 @@ def step_grads(kind: str, stage: str, batch_size: int, accumulation: int, out_di
     trainer.train()
     norm = next(h["grad_norm"] for h in trainer.state.log_history if "grad_norm" in h)
     return recorder.grads, float(norm)
+
+
+def assert_same_grads(got: dict, want: dict) -> None:
+    assert got.keys() == want.keys()
+    # float noise: relative to each tensor, plus a floor for entries that are 0 in theory (QA span-head biases)
+    floor = 1e-7 * max(g.abs().max().item() for g in want.values())
+    for name in want:
+        ratio = (got[name].norm() / want[name].norm().clamp_min(1e-30)).item()
+        atol = 1e-5 * want[name].abs().max().item() + floor
+        torch.testing.assert_close(got[name], want[name], rtol=1e-4, atol=atol, msg=f"{name}: {ratio:.3f}x")

@@ -241,15 +241,20 @@ def _train(model_cfg, data_cfg, peft_cfg, options, args) -> int:
     from lightpeft.core.plan import Plan
     from lightpeft.methods.light_peft.estimate import Estimate
     from lightpeft.methods.light_peft.planning import initial_state
-    from lightpeft.stages.train import train
+    from lightpeft.stages.run import estimation_teacher
+    from lightpeft.stages.train import NO_TEACHER, train
 
     if options.estimate_dir and not options.plan_path:
         raise LightPeftError("--estimate_dir needs a --plan_path to prune with (make one with `lightpeft plan`)")
+    if args.distill_weight and not options.estimate_dir:
+        raise LightPeftError(NO_TEACHER)
     plan = Plan.load(options.plan_path) if options.plan_path else None
-    # Light-PEFT's plans continue from the estimated PEFT and head weights
-    init_state = initial_state(Estimate.load(options.estimate_dir), plan) if options.estimate_dir else None
+    # Light-PEFT's plans continue from the estimated PEFT and head weights (and distill from its model if asked)
+    est = Estimate.load(options.estimate_dir) if options.estimate_dir else None
+    init_state = initial_state(est, plan) if est else None
+    teacher = estimation_teacher(model_cfg, est, args.seed) if est and args.distill_weight else None
     summary = train(model_cfg, data_cfg, peft_cfg, args, plan=plan, init_state=init_state,
-                    overwrite=options.overwrite_output_dir, resume=options.resume,
+                    overwrite=options.overwrite_output_dir, resume=options.resume, teacher=teacher,
                     inputs={"--plan_path": options.plan_path, "--estimate_dir": options.estimate_dir}).summary
     print(f"{summary['method']}: best {summary['metric']} {summary['best_metric']:.4f}, final "
           f"{summary['final_metric']:.4f}, trainable params {summary['trainable_params']:,}, "

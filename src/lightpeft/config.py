@@ -205,6 +205,13 @@ def sharding_requested(fsdp, deepspeed) -> str | None:
     return None
 
 
+def check_distillation(weight: float, temperature: float) -> None:
+    if not 0.0 <= weight <= 1.0:  # also refuses nan
+        raise LightPeftError(f"--distill_weight must be in [0, 1], got {weight}; 0 turns distillation off, 0.5 "
+                             "weighs task and soft-target loss alike")
+    check_positive("distill_temperature", temperature, " (2.0 is usual)")
+
+
 @dataclass
 class LightPeftTrainingArguments(TrainingArguments):
     """`TrainingArguments` with defaults that suit PEFT on a small budget (the HF names stay the same)."""
@@ -229,8 +236,20 @@ class LightPeftTrainingArguments(TrainingArguments):
     ddp_find_unused_parameters: bool | None = field(
         default=False, metadata={"help": "Every kept parameter is used in forward; skip DDP's extra graph walk."}
     )
+    distill_weight: float = field(
+        default=0.0,
+        metadata={"help": "Training stage of a Light-PEFT plan: weight w of distillation from the estimation model "
+                  "(the unpruned model with its learned gates and PEFT weights, frozen): loss = (1 - w) * task loss + "
+                  "w * soft-target loss (T^2 * KL on the logits; MSE to its prediction for regression; per-token "
+                  "KL on the response for causal LM). 0 (the default) trains on the task loss only; in [0, 1]. "
+                  "Estimation and vanilla PEFT never distill."},
+    )
+    distill_temperature: float = field(
+        default=2.0, metadata={"help": "Softmax temperature T of --distill_weight's soft targets (> 0)."}
+    )
 
     def __post_init__(self):
+        check_distillation(self.distill_weight, self.distill_temperature)
         # before `TrainingArguments` sets anything up: a run of 0 steps would otherwise "finish" without training
         check_positive("learning_rate", self.learning_rate)
         check_positive("per_device_train_batch_size", self.per_device_train_batch_size)

@@ -139,10 +139,35 @@ def test_variants_are_plan_flag_overrides():
     cfg = BenchConfig(variants=["round_to=64"])
     assert all_arms(cfg) == ["vanilla", "light-peft", "light-peft[round_to=64]"]
     assert arm_label(all_arms(cfg)[-1]) == "Light-PEFT [round_to=64]"
-    with pytest.raises(LightPeftError, match="PLAN_FLAG=VALUE"):
+    with pytest.raises(LightPeftError, match="FLAG=VALUE with a plan flag"):
         BenchConfig(variants=["no_such_flag=1"])
     with pytest.raises(LightPeftError, match="round_to"):
         BenchConfig(variants=["round_to=0"])
+
+
+def test_distillation_variant_distills_in_its_arm_only():
+    from lightpeft.bench.arm import _configs, peer_arguments, training_args_to_json
+    from lightpeft.bench.config import all_arms, parse_variant
+    from lightpeft.config import to_dict
+
+    cfg = BenchConfig(variants=["distill_weight=0.5", "distill_weight=1,distill_temperature=4,round_to=64"])
+    assert parse_variant(cfg.variants[1]) == {"distill_weight": 1, "distill_temperature": 4, "round_to": 64}
+    args = LightPeftTrainingArguments(output_dir="/tmp/x", use_cpu=True, distill_weight=0.2)  # a bench-wide weight
+    spec = {"configs": to_dict(ModelConfig(), DataConfig(), PeftSettings(), EstimateConfig(), PlanConfig()),
+            "training": training_args_to_json(args), "run_dir": "/tmp/x", "seed": 1}
+    weights = {}
+    for arm in all_arms(cfg):
+        overrides = parse_variant(arm[arm.index("[") + 1: -1]) if "[" in arm else {}
+        *_, plan_cfg, arm_args = _configs({**spec, "arm": arm, "plan_overrides": overrides})
+        weights[arm] = (arm_args.distill_weight, arm_args.distill_temperature, plan_cfg.round_to)
+    assert weights == {"vanilla": (0.0, 2.0, 1), "light-peft": (0.2, 2.0, 1),
+                       "light-peft[distill_weight=0.5]": (0.5, 2.0, 1),
+                       "light-peft[distill_weight=1,distill_temperature=4,round_to=64]": (1, 4, 64)}
+    assert "distill_weight" not in peer_arguments(spec)  # the plain script's TrainingArguments lack it
+    for bad, message in (("distill_weight=-1", "must be in \\[0, 1\\]"), ("distill_weight=2", "got 2"),
+                         ("distill_temperature=0", "--distill_temperature must be a finite number > 0")):
+        with pytest.raises(LightPeftError, match=message):
+            BenchConfig(variants=[bad])
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "benchmarks" / "configs").glob("*.yaml")),

@@ -280,6 +280,32 @@ def test_causal_lm_run_reports_perplexity_lowest_best_and_reloads(family, peft, 
                                                         do_sample=False, pad_token_id=0))
 
 
+def test_causal_lm_run_distills_from_its_estimation_model(prompt_response_file, tmp_path):
+    """`--distill_weight` on a decoder: the teacher is rebuilt with peft's CAUSAL_LM wrapper and gates, the per-token
+    KL runs on the response tokens, and the run records it."""
+    base = save_causal_lm_base(tmp_path / "base", "llama")
+    data = DataConfig(task=str(prompt_response_file), max_seq_length=16, validation_fraction=0.2)
+    args = LightPeftTrainingArguments(output_dir=str(tmp_path / "run"), max_steps=3, per_device_train_batch_size=8,
+                                      learning_rate=5e-3, disable_tqdm=True, seed=0, use_cpu=True, report_to=[],
+                                      logging_steps=1, distill_weight=0.5)
+    result = run(ModelConfig(str(base)), data, PeftSettings(), EstimateConfig(estimate_steps=2),
+                 PlanConfig(head_ratio=0.5), args)
+    assert result.summary["distillation"]["weight"] == 0.5 and result.summary["optimizer_steps"] == 3
+    losses = [h["loss"] for h in json.loads((tmp_path / "run" / "log_history.json").read_text())["log_history"]
+              if "loss" in h]
+    assert len(losses) == 3 and all(0 < loss < 100 for loss in losses)
+
+
+def test_qa_distillation_is_refused_before_estimation(tmp_path):
+    base = save_squad_base(tmp_path / "base")
+    data = DataConfig(task=str(SQUAD_MINI), max_seq_length=64, validation_fraction=0.3)
+    args = LightPeftTrainingArguments(output_dir=str(tmp_path / "run"), max_steps=2, use_cpu=True, report_to=[],
+                                      distill_weight=0.5)
+    with pytest.raises(LightPeftError, match="not extractive QA") as err:
+        run(ModelConfig(str(base)), data, PeftSettings(), EstimateConfig(estimate_steps=2), PlanConfig(), args)
+    assert "\n" not in str(err.value) and not (tmp_path / "run").exists()
+
+
 def test_causal_lm_loss_and_perplexity_cover_the_response_tokens_only(lm_runs):
     base, run_dir, result, data = lm_runs("llama", "lora")
     batch = eval_batch(base, data, rows=64)

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from lightpeft import memory
-from lightpeft.bench.config import SEARCH_ARMS, search_arm
+from lightpeft.bench.config import SEARCH_ARMS, TRAINING_VARIANT_FLAGS, search_arm, split_variant
 from lightpeft.bench.flops import forward_flops, train_step_flops
 from lightpeft.bench.latency import batches_of, longest_batch, model_megabytes, time_inference
 from lightpeft.bench.live_memory import train_live_peak, trainer_optimizer
@@ -31,7 +31,7 @@ from lightpeft.io import write_json
 from lightpeft.methods.light_peft.config import EstimateConfig, PlanConfig
 from lightpeft.stages.prepare import prepare
 from lightpeft.stages.run import run
-from lightpeft.stages.run_dir import load_pruned
+from lightpeft.stages.run_dir import load_pruned, read_run
 from lightpeft.stages.train import train
 
 
@@ -44,12 +44,14 @@ def training_args_to_json(args: LightPeftTrainingArguments) -> dict:
 
 def _configs(spec: dict):
     c = spec["configs"]
+    plan_overrides, training_overrides = split_variant(spec.get("plan_overrides", {}))
+    if spec["arm"] == "vanilla" or spec["arm"] in SEARCH_ARMS:  # no estimation model to distill from
+        training_overrides = {"distill_weight": 0.0}
     # an arm is one timed measurement: no checkpoints inside the timing, never resumed
-    args = LightPeftTrainingArguments(**{**spec["training"], "output_dir": spec["run_dir"], "seed": spec["seed"],
-                                         "disable_tqdm": True, "save_strategy": "no"})
+    args = LightPeftTrainingArguments(**{**spec["training"], **training_overrides, "output_dir": spec["run_dir"],
+                                         "seed": spec["seed"], "disable_tqdm": True, "save_strategy": "no"})
     return (ModelConfig(**c["ModelConfig"]), DataConfig(**c["DataConfig"]), PeftSettings(**c["PeftSettings"]),
-            EstimateConfig(**c["EstimateConfig"]), PlanConfig(**{**c["PlanConfig"], **spec.get("plan_overrides", {})}),
-            args)
+            EstimateConfig(**c["EstimateConfig"]), PlanConfig(**{**c["PlanConfig"], **plan_overrides}), args)
 
 
 PEER_DATA_FLAGS = ("task", "max_seq_length", "max_train_samples", "max_eval_samples", "split_seed")
@@ -69,7 +71,8 @@ def peer_arguments(spec: dict) -> dict:
     return {"model_name_or_path": spec["configs"]["ModelConfig"]["model_name_or_path"],
             **{k: data[k] for k in PEER_DATA_FLAGS}, **{k: peft[k] for k in PEER_PEFT_FLAGS},
             "threads": spec.get("threads"),
-            **spec["training"], "output_dir": spec["run_dir"], "seed": spec["seed"], "disable_tqdm": True}
+            **{k: v for k, v in spec["training"].items() if k not in TRAINING_VARIANT_FLAGS},  # baselines never distill
+            "output_dir": spec["run_dir"], "seed": spec["seed"], "disable_tqdm": True}
 
 
 def train_arm(spec: dict) -> dict:
@@ -90,7 +93,9 @@ def train_arm(spec: dict) -> dict:
                      RunOptions(overwrite_output_dir=True, resume=False), prepared=prepared)
         estimate_seconds = result.summary["estimate_seconds"]
     summary = result.summary
-    weights_mb = model_megabytes(result.model)
+    # a distillation teacher's weights are resident through training beside the student's (its forward runs under
+    # no_grad, so its activations are transient); the measured RSS starts after it was built, so add them here
+    weights_mb = model_megabytes(result.model) + ((summary.get("distillation") or {}).get("teacher_mb") or 0.0)
     train_seconds = summary["train_seconds_excluding_eval"]
     # rows the optimizer steps consumed (not rows x epochs: `--train_schedule remaining` runs fewer steps)
     examples = summary["optimizer_steps"] * args.per_device_train_batch_size * args.gradient_accumulation_steps \
@@ -133,7 +138,10 @@ def infer_arm(spec: dict) -> dict:
     result["train_step_flops_per_example"] = {k: v / bs for k, v in step.items()}
     longest = longest_batch(prepared.train_ds, collator, args.per_device_train_batch_size, device, labels=True)
     result["train_live"] = train_live_peak(model, longest, trainer_optimizer(model, args), args)
-    result["peak_train_live_mb"] = result["train_live"]["peak_mb"]
+    # a distilling run also holds its teacher's weights through training (not rebuilt here: its forward runs under
+    # no_grad, so what it adds beyond its weights is transient)
+    result["teacher_weights_mb"] = (read_run(spec["run_dir"]).get("distillation") or {}).get("teacher_mb") or 0.0
+    result["peak_train_live_mb"] = result["train_live"]["peak_mb"] + result["teacher_weights_mb"]
     del longest
     if spec.get("profile"):
         result["profile"] = profile_training_step(model, prepared.train_ds, collator, args.per_device_train_batch_size)

@@ -42,22 +42,37 @@ def arm_label(arm: str) -> str:
     return "vanilla" if arm == "vanilla" else arm.replace("light-peft", "Light-PEFT ").strip()
 
 
+# training-stage flags a variant may set besides the plan flags (the vanilla arm never distills)
+TRAINING_VARIANT_FLAGS = ("distill_weight", "distill_temperature")
+
+
 def parse_variant(variant: str) -> dict:
-    """`key=value,key=value` PlanConfig overrides of one extra Light-PEFT arm, validated by PlanConfig itself."""
+    """`key=value,key=value` overrides of one extra Light-PEFT arm: PlanConfig flags and the training stage's
+    distillation flags (`TRAINING_VARIANT_FLAGS`), validated by their own checks."""
+    from lightpeft.config import check_distillation
     from lightpeft.methods.light_peft.config import PlanConfig
 
     overrides = {}
     for item in filter(None, (part.strip() for part in variant.split(","))):
         key, sep, value = item.partition("=")
-        if not sep or key not in {f.name for f in dataclasses.fields(PlanConfig)}:
-            raise LightPeftError(f"--variants item {item!r} must be PLAN_FLAG=VALUE (e.g. round_to=64 or "
-                                 "target_train_speedup=2.0); see `lightpeft plan --help` for the flags")
+        if not sep or key not in {f.name for f in dataclasses.fields(PlanConfig)} | set(TRAINING_VARIANT_FLAGS):
+            raise LightPeftError(f"--variants item {item!r} must be FLAG=VALUE with a plan flag (e.g. round_to=64 or "
+                                 "target_train_speedup=2.0; see `lightpeft plan --help`) or "
+                                 f"{' / '.join(TRAINING_VARIANT_FLAGS)}")
         try:
             overrides[key] = json.loads(value)
         except json.JSONDecodeError:
             overrides[key] = value
-    PlanConfig(**overrides)
+    plan, training = split_variant(overrides)
+    PlanConfig(**plan)
+    check_distillation(training.get("distill_weight", 0.0), training.get("distill_temperature", 2.0))
     return overrides
+
+
+def split_variant(overrides: dict) -> tuple[dict, dict]:
+    """(PlanConfig overrides, training-argument overrides) of a parsed variant."""
+    training = {k: v for k, v in overrides.items() if k in TRAINING_VARIANT_FLAGS}
+    return {k: v for k, v in overrides.items() if k not in training}, training
 
 
 def all_arms(cfg: "BenchConfig") -> list[str]:
@@ -105,8 +120,8 @@ class BenchConfig:
     shape_seq_length: int = field(default=128, metadata={"help": "Shape-only: tokens per example."})
     variants: list[str] = field(
         default_factory=list,
-        metadata={"help": "Extra Light-PEFT arms, each a comma-separated list of plan flags, e.g. `round_to=64` "
-                  "`target_train_speedup=2.0`. With two or more arms besides vanilla, tradeoff.png plots dev metric "
+        metadata={"help": "Extra Light-PEFT arms, each a comma-separated list of plan flags or distillation flags, "
+                  "e.g. `round_to=64` `target_train_speedup=2.0` `distill_weight=0.5`. With two or more arms besides vanilla, tradeoff.png plots dev metric "
                   "against measured training speed-up."},
     )
     threads: int | None = field(

@@ -101,7 +101,7 @@ def make_trainer(model, args, train_ds, eval_ds, tokenizer, parts: TrainerParts,
         **extra,
     )
     use_mean_loss_scaling(trainer)
-    refuse_sharding(trainer, "estimation" if cls is not Trainer else "training")
+    refuse_sharding(trainer, "estimation" if hasattr(trainer, "gates") else "training")
     return trainer
 
 

@@ -9,23 +9,26 @@ import logging
 from pathlib import Path
 
 from lightpeft.config import DataConfig, LightPeftTrainingArguments, ModelConfig, RunOptions
+from lightpeft.core.distill import check_distillable
 from lightpeft.core.peft_kinds import PeftSettings, get_kind
 from lightpeft.core.plan import PLAN_FILE, Plan
 from lightpeft.core.training import planned_steps
+from lightpeft.errors import LightPeftError
 from lightpeft.io import write_json
 from lightpeft.methods.light_peft.config import EstimateConfig, PlanConfig
 from lightpeft.methods.light_peft.estimate import META_FILE, Estimate
 from lightpeft.methods.light_peft.planning import initial_state, make_plan
+from lightpeft.methods.light_peft.teacher import estimation_model
 from lightpeft.methods.light_peft.uniform import check_uniform_peft
 from lightpeft.methods.prune_peft.config import SearchConfig
 from lightpeft.report import markdown_table
 from lightpeft.stages.estimate import estimate
 from lightpeft.stages.outputs import claimed_output_dir, is_main_process, stage_inputs, staging
-from lightpeft.stages.prepare import Prepared, prepare
+from lightpeft.stages.prepare import Prepared, load_task_base, prepare
 from lightpeft.stages.resume import resumable_staging, stage_settings
 from lightpeft.stages.run_dir import RUN_FILE
 from lightpeft.stages.search import search, write_search_dir
-from lightpeft.stages.train import RunResult, train_into
+from lightpeft.stages.train import RunResult, TeacherFactory, train_into
 from lightpeft.tracking import TRACKING_DIR
 
 log = logging.getLogger(__name__)
@@ -41,6 +44,9 @@ def run(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, es
     """
     options = options or RunOptions()
     check_uniform_peft(plan_cfg, peft_cfg.peft)  # before the estimation, not after it
+    if args.distill_weight and options.method != "light_peft":
+        raise LightPeftError(f"--distill_weight distills from Light-PEFT's estimation model; --method "
+                             f"{options.method} retrains from scratch without one: drop --distill_weight")
     if options.method in ("prune_peft", "light_peft+prune_peft"):
         search_cfg = search_cfg or SearchConfig()
         inputs = stage_inputs(model_cfg, data_cfg, criteria_assignment=search_cfg.assignment_file)
@@ -52,6 +58,8 @@ def run(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, es
     inputs = stage_inputs(model_cfg, data_cfg)
     with claimed_output_dir(args.output_dir, options.overwrite_output_dir, inputs) as out:
         prepared = prepared or prepare(model_cfg, data_cfg)
+        if args.distill_weight:  # before the estimation, not after it
+            check_distillable(prepared.task.kind)
         settings = stage_settings("run", args, (model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg), inputs,
                                   compare_vanilla=options.compare_vanilla)
         with resumable_staging(out, "run", settings, options.resume) as stage_dir:
@@ -62,14 +70,16 @@ def run(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, es
 def _run_into(stage_dir, model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, args, options, prepared) -> RunResult:
     est, plan = _estimate_and_plan(stage_dir, model_cfg, data_cfg, peft_cfg, est_cfg, plan_cfg, args, prepared)
     train_args = training_args(args, est_cfg, est, len(prepared.train_ds))
-    result = train_into(stage_dir, model_cfg, prepared, peft_cfg, train_args, plan, initial_state(est, plan))
+    result = train_into(stage_dir, model_cfg, prepared, peft_cfg, train_args, plan, initial_state(est, plan),
+                        estimation_teacher(model_cfg, est, args.seed))
     light = result.summary
     light["estimate_seconds"] = est.meta["stats"]["seconds"]
     rows = [_table_row("Light-PEFT", light)]
     if options.compare_vanilla:
         vanilla_dir = stage_dir / "vanilla"
         vanilla_dir.mkdir(exist_ok=True)  # a resumed run may have begun it
-        vanilla = train_into(vanilla_dir, model_cfg, prepared, peft_cfg, args, None, None).summary
+        vanilla = train_into(vanilla_dir, model_cfg, prepared, peft_cfg, without_distillation(args), None,
+                             None).summary
         rows.insert(0, _table_row(f"vanilla {get_kind(peft_cfg.peft).label}", vanilla))
     light["summary_table"] = summary_table(rows)
     if is_main_process():
@@ -128,6 +138,17 @@ def _estimate_and_plan(stage_dir: Path, model_cfg, data_cfg, peft_cfg, est_cfg, 
     if is_main_process():
         plan.save(plan_file)
     return est, plan
+
+
+def estimation_teacher(model_cfg: ModelConfig, est: Estimate, seed: int) -> TeacherFactory:
+    """`--distill_weight`'s teacher: the estimation model as it finished, rebuilt from a fresh base (loaded with the
+    run's seed, as estimation loaded it) and the estimate (see `methods.light_peft.teacher`)."""
+    return lambda prepared: estimation_model(load_task_base(model_cfg, prepared.task, seed=seed), est)
+
+
+def without_distillation(args):
+    """The vanilla baseline's arguments: it has no estimation model to distill from."""
+    return dataclasses.replace(args, distill_weight=0.0) if args.distill_weight else args
 
 
 def training_args(args, est_cfg: EstimateConfig, est, train_rows: int):

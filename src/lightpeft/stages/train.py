@@ -14,6 +14,7 @@ import os
 import pickle
 import platform
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,12 +23,13 @@ from safetensors.torch import save_file
 
 from lightpeft.config import DataConfig, LightPeftTrainingArguments, ModelConfig, to_dict
 from lightpeft.core.build import build_model, fresh_backbone_state, vanilla_plan
+from lightpeft.core.distill import DistillationTrainer, check_distillable, module_megabytes
 from lightpeft.core.peft_kinds import PeftSettings, hf_model
 from lightpeft.core.peft_modules import export_state
 from lightpeft.core.plan import Plan
 from lightpeft.core.training import make_trainer, measured
 from lightpeft.data import TaskData
-from lightpeft.errors import refused_pickle
+from lightpeft.errors import LightPeftError, refused_pickle
 from lightpeft.fingerprint import tensors_fingerprint
 from lightpeft.io import write_json
 from lightpeft.metrics import GREATER_IS_BETTER, MAIN_METRIC
@@ -39,6 +41,11 @@ from lightpeft.stages.run_dir import RUN_FILE, RUN_SCHEMA_VERSION, RUN_WEIGHTS_F
 from lightpeft.tracking import TRACKING_DIR, tensorboard_dir
 
 log = logging.getLogger(__name__)
+
+# builds the distillation teacher from the prepared task, only when the training actually runs
+TeacherFactory = Callable[[Prepared], torch.nn.Module]
+NO_TEACHER = ("--distill_weight needs a teacher: the Light-PEFT estimation model; pass --plan_path with the "
+              "--estimate_dir the plan was made from, or use `lightpeft run`")
 
 
 @dataclass
@@ -53,7 +60,7 @@ class RunResult:
 def train(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, args: LightPeftTrainingArguments,
           plan: Plan | str | None = None, init_state: dict[str, torch.Tensor] | None = None,
           prepared: Prepared | None = None, overwrite: bool = False, output_dir: str | Path | None = None,
-          inputs: Inputs | None = None, resume: bool = True) -> RunResult:
+          inputs: Inputs | None = None, resume: bool = True, teacher: TeacherFactory | None = None) -> RunResult:
     """Training stage: the pruned model of any `plan` (whichever method made it), or vanilla PEFT without one.
 
     The plan says which PEFT kind sits on which module; `peft_cfg` only shapes the vanilla plan made when none is
@@ -62,16 +69,22 @@ def train(model_cfg: ModelConfig, data_cfg: DataConfig, peft_cfg: PeftSettings, 
     run.json), the plan and the trained model. `inputs`: other paths the caller read for this run, by flag (e.g.
     `--estimate_dir`); the output directory may not be or hold any of them, nor the base, data or plan file.
     `resume`: continue an interrupted run of the same settings from its last Trainer checkpoint (see `resume`).
+    `teacher`: builds the frozen model whose outputs are soft targets with `args.distill_weight` > 0 (Light-PEFT:
+    `stages.run.estimation_teacher`).
     """
+    if args.distill_weight and teacher is None:
+        raise LightPeftError(NO_TEACHER)
     plan_path = plan if isinstance(plan, (str, Path)) else None
     inputs = {**stage_inputs(model_cfg, data_cfg, plan_path=plan_path), **(inputs or {})}
     with claimed_output_dir(output_dir or args.output_dir, overwrite, inputs) as out:
         prepared = prepared or prepare(model_cfg, data_cfg)
+        if args.distill_weight:
+            check_distillable(prepared.task.kind)
         plan_print = tensors_fingerprint({}) if plan is None else _plan_fingerprint(plan)
         settings = stage_settings("train", args, (model_cfg, data_cfg, peft_cfg), inputs, plan=plan_print,
                                   init_state=tensors_fingerprint(init_state) if init_state else None)
         with resumable_staging(out, "run", settings, resume) as stage_dir:
-            return train_into(stage_dir, model_cfg, prepared, peft_cfg, args, plan, init_state)
+            return train_into(stage_dir, model_cfg, prepared, peft_cfg, args, plan, init_state, teacher)
 
 
 def _plan_fingerprint(plan: Plan | str | Path) -> str | None:
@@ -80,9 +93,10 @@ def _plan_fingerprint(plan: Plan | str | Path) -> str | None:
     return None  # a plan file: its contents are among the input files
 
 
-def train_into(stage_dir: Path, model_cfg, prepared: Prepared, peft_cfg, args, plan, init_state) -> RunResult:
+def train_into(stage_dir: Path, model_cfg, prepared: Prepared, peft_cfg, args, plan, init_state,
+               teacher: TeacherFactory | None = None) -> RunResult:
     """Train into `stage_dir`; an arm a resumed run had finished there is reloaded, one it had begun continues
-    from its last complete Trainer checkpoint."""
+    from its last complete Trainer checkpoint. `teacher`: see `train` (used only when `args.distill_weight` > 0)."""
     if (stage_dir / RUN_FILE).is_file():  # written last: the arm is complete
         log.info("reusing the finished training in %s", stage_dir)
         return RunResult(read_run(stage_dir), Plan.load(stage_dir / "plan.json"), load_pruned(None, stage_dir))
@@ -94,9 +108,10 @@ def train_into(stage_dir: Path, model_cfg, prepared: Prepared, peft_cfg, args, p
     model = build_model(base, plan, init_state, source=f"plan file {plan_path}" if plan_path else "the plan")
     fresh_state = fresh_backbone_state(base, model)
     stage_args = _stage_args(args, stage_dir / "trainer")
+    distill, distillation = _distillation(args, teacher, prepared)
     with tensorboard_dir(stage_dir / TRACKING_DIR / "train", args):  # --report_to tensorboard: kept in the run
         trainer = make_trainer(model, stage_args, prepared.train_ds, prepared.eval_ds, prepared.tokenizer,
-                               prepared.trainer_parts(), callbacks=[MarkCompleteCheckpoints()])
+                               prepared.trainer_parts(), callbacks=[MarkCompleteCheckpoints()], **distill)
     checkpoint = last_checkpoint(stage_dir / "trainer")
     if checkpoint:
         log.info("resuming training from %s", checkpoint)
@@ -114,6 +129,7 @@ def train_into(stage_dir: Path, model_cfg, prepared: Prepared, peft_cfg, args, p
     summary["tokenizer_path"] = model_cfg.tokenizer_name
     summary["command"] = command_line()  # the export's model card quotes it
     summary["task"].update(prepared.task_record())
+    summary["distillation"] = distillation
     weights = {**export_state(model), **fresh_state}
     summary["weights_fingerprint"] = tensors_fingerprint(weights)  # `run_dir` refuses a swapped weights file
     if is_main_process():
@@ -126,6 +142,21 @@ def train_into(stage_dir: Path, model_cfg, prepared: Prepared, peft_cfg, args, p
         write_json(stage_dir / RUN_FILE, summary)
     _cleanup_trainer_dir(stage_dir / "trainer")
     return RunResult(summary, plan, model.eval())
+
+
+def _distillation(args, teacher: TeacherFactory | None, prepared: Prepared) -> tuple[dict, dict | None]:
+    """`make_trainer`'s extra arguments for distillation, and run.json's record of it (None without). Weight 0 keeps
+    the plain Trainer, so a run without distillation is exactly the run it was before the option existed."""
+    if not args.distill_weight:
+        return {}, None
+    if teacher is None:
+        raise LightPeftError(NO_TEACHER)
+    model = teacher(prepared)
+    record = {"weight": args.distill_weight, "temperature": args.distill_temperature,
+              "teacher": "estimation model (unpruned, gates as learned, eval mode)",
+              "teacher_params": sum(p.numel() for p in model.parameters()), "teacher_mb": module_megabytes(model)}
+    return {"cls": DistillationTrainer, "teacher": model, "distill_weight": args.distill_weight,
+            "distill_temperature": args.distill_temperature}, record
 
 
 def _stage_args(args, output_dir: Path):
