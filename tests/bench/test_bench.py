@@ -8,7 +8,7 @@ import torch
 
 from lightpeft import LightPeftTrainingArguments, memory
 from lightpeft.bench.aggregate import check_targets, compute_ratios, summarise_arm
-from lightpeft.bench.config import BenchConfig
+from lightpeft.bench.config import BenchConfig, parse_variant
 from lightpeft.bench.flops import forward_flops, train_step_flops
 from lightpeft.bench.profile import PARTS, lowest_trainable_layer, profile_training_step
 from lightpeft.cli import parse
@@ -139,10 +139,32 @@ def test_variants_are_plan_flag_overrides():
     cfg = BenchConfig(variants=["round_to=64"])
     assert all_arms(cfg) == ["vanilla", "light-peft", "light-peft[round_to=64]"]
     assert arm_label(all_arms(cfg)[-1]) == "Light-PEFT [round_to=64]"
-    with pytest.raises(LightPeftError, match="FLAG=VALUE with a plan flag"):
+    with pytest.raises(LightPeftError, match="FLAG=VALUE with an estimation or plan flag"):
         BenchConfig(variants=["no_such_flag=1"])
     with pytest.raises(LightPeftError, match="round_to"):
         BenchConfig(variants=["round_to=0"])
+
+
+def test_a_recipe_variant_sets_the_recipes_estimation_and_plan_values():
+    from lightpeft.bench.arm import _configs, training_args_to_json
+    from lightpeft.config import to_dict
+    from lightpeft.methods.light_peft.recipes import recipe_configs
+
+    est, plan = recipe_configs("accuracy")  # the bench's own settings: the accuracy recipe
+    args = LightPeftTrainingArguments(output_dir="/tmp/x", use_cpu=True)
+    spec = {"configs": to_dict(ModelConfig(), DataConfig(), PeftSettings(), est, plan),
+            "training": training_args_to_json(args), "run_dir": "/tmp/x", "seed": 1}
+    paper_est, paper_plan = recipe_configs("paper", head_ratio=0.2)
+    *_, arm_est, arm_plan, _ = _configs({**spec, "arm": "light-peft[recipe=paper,head_ratio=0.2]",
+                                          "plan_overrides": parse_variant("recipe=paper,head_ratio=0.2")})
+    assert (arm_est, arm_plan) == (paper_est, paper_plan) and arm_plan.recipe == "paper"
+    assert arm_est.min_estimate_steps == 0 and arm_est.train_schedule == "full" and arm_plan.head_ratio == 0.2
+    *_, main_est, main_plan, _ = _configs({**spec, "arm": "light-peft", "plan_overrides": {}})
+    assert (main_est, main_plan) == (est, plan)
+    with pytest.raises(LightPeftError, match="--recipe"):
+        parse_variant("recipe=fast")
+    with pytest.raises(LightPeftError, match="min_estimate_steps"):
+        parse_variant("min_estimate_steps=-1")
 
 
 def test_distillation_variant_distills_in_its_arm_only():

@@ -44,14 +44,15 @@ def training_args_to_json(args: LightPeftTrainingArguments) -> dict:
 
 def _configs(spec: dict):
     c = spec["configs"]
-    plan_overrides, training_overrides = split_variant(spec.get("plan_overrides", {}))
+    estimate_overrides, plan_overrides, training_overrides = split_variant(spec.get("plan_overrides", {}))
     if spec["arm"] == "vanilla" or spec["arm"] in SEARCH_ARMS:  # no estimation model to distill from
         training_overrides = {"distill_weight": 0.0}
     # an arm is one timed measurement: no checkpoints inside the timing, never resumed
     args = LightPeftTrainingArguments(**{**spec["training"], **training_overrides, "output_dir": spec["run_dir"],
                                          "seed": spec["seed"], "disable_tqdm": True, "save_strategy": "no"})
     return (ModelConfig(**c["ModelConfig"]), DataConfig(**c["DataConfig"]), PeftSettings(**c["PeftSettings"]),
-            EstimateConfig(**c["EstimateConfig"]), PlanConfig(**{**c["PlanConfig"], **plan_overrides}), args)
+            EstimateConfig(**{**c["EstimateConfig"], **estimate_overrides}),
+            PlanConfig(**{**c["PlanConfig"], **plan_overrides}), args)
 
 
 PEER_DATA_FLAGS = ("task", "max_seq_length", "max_train_samples", "max_eval_samples", "split_seed")

@@ -47,32 +47,42 @@ TRAINING_VARIANT_FLAGS = ("distill_weight", "distill_temperature")
 
 
 def parse_variant(variant: str) -> dict:
-    """`key=value,key=value` overrides of one extra Light-PEFT arm: PlanConfig flags and the training stage's
-    distillation flags (`TRAINING_VARIANT_FLAGS`), validated by their own checks."""
+    """`key=value,key=value` overrides of one extra Light-PEFT arm: estimation and plan flags, `recipe=NAME` (that
+    recipe's values, under the variant's other items) and the training stage's distillation flags
+    (`TRAINING_VARIANT_FLAGS`), validated by their own checks."""
     from lightpeft.config import check_distillation
-    from lightpeft.methods.light_peft.config import PlanConfig
+    from lightpeft.methods.light_peft.config import EstimateConfig, PlanConfig
+    from lightpeft.methods.light_peft.recipes import recipe_values
 
+    allowed = {f.name for cls in (EstimateConfig, PlanConfig) for f in dataclasses.fields(cls)}
     overrides = {}
     for item in filter(None, (part.strip() for part in variant.split(","))):
         key, sep, value = item.partition("=")
-        if not sep or key not in {f.name for f in dataclasses.fields(PlanConfig)} | set(TRAINING_VARIANT_FLAGS):
-            raise LightPeftError(f"--variants item {item!r} must be FLAG=VALUE with a plan flag (e.g. round_to=64 or "
-                                 "target_train_speedup=2.0; see `lightpeft plan --help`) or "
+        if not sep or key not in allowed | set(TRAINING_VARIANT_FLAGS):
+            raise LightPeftError(f"--variants item {item!r} must be FLAG=VALUE with an estimation or plan flag (e.g. "
+                                 "round_to=64, recipe=paper, min_estimate_steps=100; see `lightpeft run --help`) or "
                                  f"{' / '.join(TRAINING_VARIANT_FLAGS)}")
         try:
             overrides[key] = json.loads(value)
         except json.JSONDecodeError:
             overrides[key] = value
-    plan, training = split_variant(overrides)
+    if "recipe" in overrides:  # the recipe's values first, the variant's own items over them
+        overrides = {**recipe_values(overrides["recipe"]), **overrides}
+    estimate, plan, training = split_variant(overrides)
+    EstimateConfig(**estimate)
     PlanConfig(**plan)
     check_distillation(training.get("distill_weight", 0.0), training.get("distill_temperature", 2.0))
     return overrides
 
 
-def split_variant(overrides: dict) -> tuple[dict, dict]:
-    """(PlanConfig overrides, training-argument overrides) of a parsed variant."""
+def split_variant(overrides: dict) -> tuple[dict, dict, dict]:
+    """(EstimateConfig, PlanConfig, training-argument) overrides of a parsed variant."""
+    from lightpeft.methods.light_peft.config import EstimateConfig
+
+    estimate_fields = {f.name for f in dataclasses.fields(EstimateConfig)}
     training = {k: v for k, v in overrides.items() if k in TRAINING_VARIANT_FLAGS}
-    return {k: v for k, v in overrides.items() if k not in training}, training
+    estimate = {k: v for k, v in overrides.items() if k in estimate_fields}
+    return estimate, {k: v for k, v in overrides.items() if k not in training and k not in estimate}, training
 
 
 def all_arms(cfg: "BenchConfig") -> list[str]:
@@ -120,9 +130,10 @@ class BenchConfig:
     shape_seq_length: int = field(default=128, metadata={"help": "Shape-only: tokens per example."})
     variants: list[str] = field(
         default_factory=list,
-        metadata={"help": "Extra Light-PEFT arms, each a comma-separated list of plan flags or distillation flags, "
-                  "e.g. `round_to=64` `target_train_speedup=2.0` `distill_weight=0.5`. With two or more arms besides vanilla, tradeoff.png plots dev metric "
-                  "against measured training speed-up."},
+        metadata={"help": "Extra Light-PEFT arms, each a comma-separated list of estimation, plan or distillation "
+                  "flags, e.g. `round_to=64` `recipe=paper` `distill_weight=0.5` (`recipe=NAME`: that recipe's "
+                  "values, the variant's other flags over them). With two or more arms besides vanilla, "
+                  "tradeoff.png plots dev metric against measured training speed-up."},
     )
     threads: int | None = field(
         default=None,
